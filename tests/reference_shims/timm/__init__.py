@@ -1,0 +1,1 @@
+"""Test-only stand-in for the timm names MobileSAM's TinyViT imports."""

@@ -1,0 +1,1 @@
+"""Test-only stand-in for the torchvision names the SAM references import."""
