@@ -1,0 +1,199 @@
+"""The ViT image encoder of SAM (ViT-B/L/H): an image becomes an embedding here.
+
+A 1024x1024 image is cut into 16x16 patches (a 64x64 token grid). Most blocks
+attend inside 14x14 windows; a few blocks attend globally. Attention scores get
+a decomposed relative-position bias (one table along y, one along x). A small
+convolutional "neck" maps the tokens to the 256-channel embedding the mask
+decoder reads.
+
+Attention runs through ``scaled_dot_product_attention`` with the relative
+position bias passed as its additive mask, so PyTorch can pick its fused CPU or
+GPU kernels; the result is the same as writing the softmax out by hand.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .common import LayerNorm, LayerNorm2d, MLPBlock
+
+# The bias of one global-attention call is (heads, N, N) with N = 4096 tokens;
+# computing it for a few heads at a time bounds that memory (~1 GB for vit_h
+# in float32 if done at once).
+_MAX_BIAS_BYTES = 256 * 2**20
+
+
+def relative_position_table(rel_pos: torch.Tensor, size: int) -> torch.Tensor:
+    """Look up the (size, size, head_dim) bias table for query/key offsets.
+
+    ``rel_pos`` holds one learned vector per offset -(size-1)..(size-1).
+    """
+    if rel_pos.shape[0] != 2 * size - 1:
+        # Weights trained at another resolution: resample the table linearly.
+        rel_pos = F.interpolate(
+            rel_pos.float().T[None], size=2 * size - 1, mode="linear"
+        )[0].T.to(rel_pos.dtype)
+    coords = torch.arange(size, device=rel_pos.device)
+    offsets = coords[:, None] - coords[None, :] + (size - 1)
+    return rel_pos[offsets]
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over a (B, H, W, C) token grid."""
+
+    def __init__(self, dim: int, num_heads: int, input_size: tuple[int, int], use_rel_pos: bool = True) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embedding width {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+        self.use_rel_pos = use_rel_pos
+        if use_rel_pos:
+            self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size[0] - 1, head_dim))
+            self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, head_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, H, W, C = x.shape
+        qkv = self.qkv(x).reshape(B, H * W, 3, self.num_heads, C // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, head_dim)
+        if not self.use_rel_pos:
+            out = F.scaled_dot_product_attention(q, k, v)
+        else:
+            out = self._attend_with_rel_pos(q, k, v, H, W)
+        out = out.transpose(1, 2).reshape(B, H, W, C)
+        return self.proj(out)
+
+    def _attend_with_rel_pos(self, q, k, v, H: int, W: int) -> torch.Tensor:
+        B, heads, N, hd = q.shape
+        table_h = relative_position_table(self.rel_pos_h, H).to(q.dtype)  # (H, H, hd)
+        table_w = relative_position_table(self.rel_pos_w, W).to(q.dtype)  # (W, W, hd)
+        bias_bytes = heads * N * N * q.element_size()
+        step = max(1, min(heads, _MAX_BIAS_BYTES // max(1, bias_bytes // heads)))
+        if step >= heads:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=self._bias(q, table_h, table_w, H, W))
+        out = torch.empty_like(q)
+        for s in range(0, heads, step):
+            sl = slice(s, s + step)
+            bias = self._bias(q[:, sl], table_h, table_w, H, W)
+            out[:, sl] = F.scaled_dot_product_attention(q[:, sl], k[:, sl], v[:, sl], attn_mask=bias)
+        return out
+
+    @staticmethod
+    def _bias(q, table_h, table_w, H: int, W: int) -> torch.Tensor:
+        """Additive bias (B, heads, N, N): q·R_h(dy) + q·R_w(dx), from the unscaled query."""
+        B, heads, N, hd = q.shape
+        grid = q.reshape(B, heads, H, W, hd)
+        bias_h = torch.einsum("bnhwc,hkc->bnhwk", grid, table_h)  # (.., H, W, H_k)
+        bias_w = torch.einsum("bnhwc,wkc->bnhwk", grid, table_w)  # (.., H, W, W_k)
+        bias = bias_h[..., :, None] + bias_w[..., None, :]  # (.., H, W, H_k, W_k)
+        return bias.reshape(B, heads, N, N)
+
+
+def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Cut (B, H, W, C) into (B * nWindows, window, window, C), zero-padding the edge."""
+    B, H, W, C = x.shape
+    pad_h, pad_w = (-H) % window, (-W) % window
+    if pad_h or pad_w:
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    Hp, Wp = H + pad_h, W + pad_w
+    x = x.view(B, Hp // window, window, Wp // window, window, C)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window, window, C), (Hp, Wp)
+
+
+def window_unpartition(windows: torch.Tensor, window: int, padded: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
+    """Inverse of :func:`window_partition`, dropping the padding."""
+    Hp, Wp = padded
+    H, W = size
+    B = windows.shape[0] // ((Hp // window) * (Wp // window))
+    x = windows.view(B, Hp // window, Wp // window, window, window, -1)
+    x = x.permute(0, 1, 3, 2, 4, 5).reshape(B, Hp, Wp, -1)
+    return x[:, :H, :W, :]
+
+
+class Block(nn.Module):
+    """Transformer block: (windowed or global) attention then an MLP, both residual."""
+
+    def __init__(self, dim: int, num_heads: int, window_size: int, grid_size: int, mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        self.window_size = window_size
+        attn_size = window_size if window_size > 0 else grid_size
+        self.norm1 = LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads, (attn_size, attn_size))
+        self.norm2 = LayerNorm(dim, eps=1e-6)
+        self.mlp = MLPBlock(dim, int(dim * mlp_ratio), nn.GELU)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.norm1(x)
+        if self.window_size > 0:
+            H, W = x.shape[1:3]
+            x, padded = window_partition(x, self.window_size)
+            x = self.attn(x)
+            x = window_unpartition(x, self.window_size, padded, (H, W))
+        else:
+            x = self.attn(x)
+        x = shortcut + x
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patch x patch convolution: image -> (B, H/p, W/p, C) tokens."""
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).permute(0, 2, 3, 1)
+
+
+class ImageEncoderViT(nn.Module):
+    """SAM's ViT encoder: (B, 3, S, S) normalised image -> (B, out_chans, S/p, S/p)."""
+
+    def __init__(
+        self,
+        img_size: int = 1024,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        out_chans: int = 256,
+        window_size: int = 14,
+        global_attn_indexes: tuple[int, ...] = (2, 5, 8, 11),
+    ) -> None:
+        super().__init__()
+        if img_size % patch_size:
+            raise ValueError(f"image size {img_size} is not a multiple of the patch size {patch_size}")
+        bad = [i for i in global_attn_indexes if not 0 <= i < depth]
+        if bad:
+            raise ValueError(f"global attention block indexes {bad} are outside 0..{depth - 1}")
+        self.img_size = img_size
+        grid = img_size // patch_size
+        self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
+        self.pos_embed = nn.Parameter(torch.zeros(1, grid, grid, embed_dim))
+        self.blocks = nn.ModuleList(
+            Block(
+                embed_dim,
+                num_heads,
+                window_size=0 if i in global_attn_indexes else window_size,
+                grid_size=grid,
+                mlp_ratio=mlp_ratio,
+            )
+            for i in range(depth)
+        )
+        self.neck = nn.Sequential(
+            nn.Conv2d(embed_dim, out_chans, kernel_size=1, bias=False),
+            LayerNorm2d(out_chans),
+            nn.Conv2d(out_chans, out_chans, kernel_size=3, padding=1, bias=False),
+            LayerNorm2d(out_chans),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x) + self.pos_embed.to(x.dtype)
+        for block in self.blocks:
+            x = block(x)
+        return self.neck(x.permute(0, 3, 1, 2))

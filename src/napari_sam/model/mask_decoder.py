@@ -1,0 +1,87 @@
+"""Mask decoder: prompt tokens + image embedding become masks; a click becomes a mask here.
+
+Four learned mask tokens and one IoU token are prepended to the prompt tokens.
+After the two-way transformer, each mask token becomes (through a small MLP, a
+"hypernetwork") the weights of a dot product with the upscaled image features:
+one mask per token at 4x the embedding resolution (256x256 for SAM). Token 0
+is the single-mask answer; tokens 1-3 are the three candidates for an
+ambiguous prompt (part, object, whole). The IoU token predicts how good each
+mask is.
+"""
+
+import torch
+from torch import nn
+
+from .common import MLP, LayerNorm2d
+from .transformer import TwoWayTransformer
+
+
+class MaskDecoder(nn.Module):
+    def __init__(
+        self,
+        transformer_dim: int = 256,
+        transformer: nn.Module | None = None,
+        num_multimask_outputs: int = 3,
+        iou_head_depth: int = 3,
+        iou_head_hidden_dim: int = 256,
+    ) -> None:
+        super().__init__()
+        self.transformer_dim = transformer_dim
+        self.transformer = transformer if transformer is not None else TwoWayTransformer(embedding_dim=transformer_dim)
+        self.num_multimask_outputs = num_multimask_outputs
+        self.num_mask_tokens = num_multimask_outputs + 1
+        self.iou_token = nn.Embedding(1, transformer_dim)
+        self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dim)
+        self.output_upscaling = nn.Sequential(
+            nn.ConvTranspose2d(transformer_dim, transformer_dim // 4, kernel_size=2, stride=2),
+            LayerNorm2d(transformer_dim // 4),
+            nn.GELU(),
+            nn.ConvTranspose2d(transformer_dim // 4, transformer_dim // 8, kernel_size=2, stride=2),
+            nn.GELU(),
+        )
+        self.output_hypernetworks_mlps = nn.ModuleList(
+            MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3) for _ in range(self.num_mask_tokens)
+        )
+        self.iou_prediction_head = MLP(transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth)
+
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        multimask_output: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (low-res mask logits (B, M, 4h, 4w), IoU predictions (B, M)); M = 3 or 1.
+
+        ``image_embeddings`` is (1, C, h, w) shared by all B prompts, or (B, C, h, w).
+        """
+        masks, iou_pred = self.predict_masks(image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings)
+        picked = slice(1, None) if multimask_output else slice(0, 1)
+        return masks[:, picked], iou_pred[:, picked]
+
+    def predict_masks(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings):
+        """All four masks and IoU predictions, (B, 4, 4h, 4w) and (B, 4)."""
+        B = sparse_prompt_embeddings.shape[0]
+        dtype = self.iou_token.weight.dtype
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        tokens = torch.cat([output_tokens.unsqueeze(0).expand(B, -1, -1), sparse_prompt_embeddings.to(dtype)], dim=1)
+
+        src = image_embeddings.to(dtype)
+        if src.shape[0] != B:
+            src = src.expand(B, -1, -1, -1)
+        src = src + dense_prompt_embeddings.to(dtype)
+        pos_src = image_pe.to(dtype).expand(B, -1, -1, -1)
+        _, C, h, w = src.shape
+
+        hs, src = self.transformer(src, pos_src, tokens)
+        iou_token_out = hs[:, 0, :]
+        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
+
+        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(B, C, h, w))
+        hyper_in = torch.stack(
+            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
+        )
+        b, c, H, W = upscaled.shape
+        masks = (hyper_in @ upscaled.reshape(b, c, H * W)).reshape(b, -1, H, W)
+        return masks, self.iou_prediction_head(iou_token_out)

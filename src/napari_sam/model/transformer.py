@@ -1,0 +1,97 @@
+"""The two-way transformer inside the mask decoder.
+
+Prompt tokens and image tokens attend to each other in both directions:
+tokens read the image (token -> image), then the image reads the tokens
+(image -> token), so both the masks' queries and the image features adapt to
+the prompt. Cross attention runs at half width ("downsample rate" 2) to keep
+the 4096 image tokens cheap.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .common import LayerNorm, MLPBlock
+
+
+class Attention(nn.Module):
+    """Attention with separate q/k/v projections, optionally at a reduced width."""
+
+    def __init__(self, embedding_dim: int, num_heads: int, downsample_rate: int = 1) -> None:
+        super().__init__()
+        self.internal_dim = embedding_dim // downsample_rate
+        self.num_heads = num_heads
+        if self.internal_dim % num_heads:
+            raise ValueError(f"attention width {self.internal_dim} is not divisible by {num_heads} heads")
+        self.q_proj = nn.Linear(embedding_dim, self.internal_dim)
+        self.k_proj = nn.Linear(embedding_dim, self.internal_dim)
+        self.v_proj = nn.Linear(embedding_dim, self.internal_dim)
+        self.out_proj = nn.Linear(self.internal_dim, embedding_dim)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, C = x.shape
+        return x.reshape(B, N, self.num_heads, C // self.num_heads).transpose(1, 2)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        q = self._heads(self.q_proj(q))
+        k = self._heads(self.k_proj(k))
+        v = self._heads(self.v_proj(v))
+        out = F.scaled_dot_product_attention(q, k, v)
+        B, H, N, D = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(B, N, H * D))
+
+
+class TwoWayAttentionBlock(nn.Module):
+    def __init__(self, embedding_dim: int, num_heads: int, mlp_dim: int, skip_first_layer_pe: bool) -> None:
+        super().__init__()
+        self.self_attn = Attention(embedding_dim, num_heads)
+        self.norm1 = LayerNorm(embedding_dim)
+        self.cross_attn_token_to_image = Attention(embedding_dim, num_heads, downsample_rate=2)
+        self.norm2 = LayerNorm(embedding_dim)
+        self.mlp = MLPBlock(embedding_dim, mlp_dim, nn.ReLU)
+        self.norm3 = LayerNorm(embedding_dim)
+        self.norm4 = LayerNorm(embedding_dim)
+        self.cross_attn_image_to_token = Attention(embedding_dim, num_heads, downsample_rate=2)
+        # The first block sees tokens that already are positional encodings.
+        self.skip_first_layer_pe = skip_first_layer_pe
+
+    def forward(self, queries, keys, query_pe, key_pe):
+        if self.skip_first_layer_pe:
+            queries = self.self_attn(queries, queries, queries)
+        else:
+            q = queries + query_pe
+            queries = queries + self.self_attn(q, q, queries)
+        queries = self.norm1(queries)
+
+        k = keys + key_pe
+        q = queries + query_pe
+        queries = self.norm2(queries + self.cross_attn_token_to_image(q, k, keys))
+
+        queries = self.norm3(queries + self.mlp(queries))
+
+        q = queries + query_pe
+        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
+        return queries, keys
+
+
+class TwoWayTransformer(nn.Module):
+    def __init__(self, depth: int = 2, embedding_dim: int = 256, num_heads: int = 8, mlp_dim: int = 2048) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            TwoWayAttentionBlock(embedding_dim, num_heads, mlp_dim, skip_first_layer_pe=(i == 0))
+            for i in range(depth)
+        )
+        self.final_attn_token_to_image = Attention(embedding_dim, num_heads, downsample_rate=2)
+        self.norm_final_attn = LayerNorm(embedding_dim)
+
+    def forward(self, image_embedding, image_pe, point_embedding):
+        """image_embedding/image_pe (B, C, h, w), point_embedding (B, N, C) -> (tokens, image tokens)."""
+        keys = image_embedding.flatten(2).transpose(1, 2)
+        key_pe = image_pe.flatten(2).transpose(1, 2)
+        queries = point_embedding
+        for layer in self.layers:
+            queries, keys = layer(queries, keys, point_embedding, key_pe)
+        q = queries + point_embedding
+        k = keys + key_pe
+        queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q, k, keys))
+        return queries, keys
