@@ -5,8 +5,10 @@ always under tmp_path, never the user's real cache.
 """
 
 import hashlib
+import os
 import re
 import socket
+import time
 
 import platformdirs
 import pytest
@@ -272,6 +274,23 @@ def test_file_placed_by_hand_is_used_without_downloading(server, tmp_path):
     path.write_bytes(PAYLOAD)
     assert fetch_checkpoint(info, cache_dir=tmp_path, progressbar=False) == path
     assert server.requests == []
+
+
+def test_abandoned_partial_downloads_are_cleaned_up(server, tmp_path):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    old = folder / "tmpab12_x9z"  # the kind of name pooch gives its temporary files
+    fresh = folder / "tmpzz34_y8w"  # maybe another napari window downloading now
+    mine = folder / "tmp_notes.txt"  # not a pooch temporary file
+    for f in (old, fresh, mine):
+        f.write_bytes(b"partial")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(old, (two_days_ago, two_days_ago))
+    os.utime(mine, (two_days_ago, two_days_ago))
+
+    info = make_info(server.add("model.pth", PAYLOAD), PAYLOAD)
+    fetch_checkpoint(info, cache_dir=tmp_path, progressbar=False)
+    assert files_in(folder) == sorted(["test_model.pth", fresh.name, mine.name])
 
 
 class RecordingProgress:

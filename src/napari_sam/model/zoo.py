@@ -21,6 +21,7 @@ import importlib.resources
 import logging
 import os
 import re
+import time
 from pathlib import Path
 
 import platformdirs
@@ -39,6 +40,11 @@ _APP_NAME = "napari-sam-annotator"
 # Seconds to wait for the server to answer or send the next piece; a stalled
 # download then fails with a clear message instead of hanging napari.
 _DOWNLOAD_TIMEOUT_S = 60
+
+# pooch downloads into tempfile.NamedTemporaryFile(dir=<cache folder>), named
+# like "tmpab12_x9z"; such a file older than this is an abandoned download.
+_POOCH_TEMP_NAME = re.compile(r"tmp[a-z0-9_]{8}")
+_STALE_AFTER_S = 24 * 3600
 
 
 class DownloadError(RuntimeError):
@@ -298,12 +304,13 @@ def fetch_checkpoint(
         )
         target.unlink()
 
-    target.parent.mkdir(parents=True, exist_ok=True)
     downloader = None
     if info.url.startswith(("http://", "https://")):
         downloader = pooch.HTTPDownloader(progressbar=progressbar, timeout=_DOWNLOAD_TIMEOUT_S)
     logger.info("Downloading %s (%s) from %s to %s", info.name, info.size_text, info.url, target)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_partial_downloads(target.parent)
         pooch.retrieve(
             info.url,
             known_hash=info.hash,
@@ -422,6 +429,26 @@ def _remove_if_unverified(target: Path, info: ModelInfo) -> None:
             target.unlink()
     except OSError:
         logger.warning("Could not remove the unverified file %s", target)
+
+
+def _remove_stale_partial_downloads(folder: Path) -> None:
+    """Delete temporary files left by downloads that were killed half-way.
+
+    pooch removes its temporary file when a download fails, but not when
+    napari is closed or crashes mid-download; a partial vit_h is 2.5 GB.
+    Only files older than a day are touched, so a download running in
+    another napari window right now keeps its file.
+    """
+    now = time.time()
+    for candidate in folder.iterdir():
+        if not _POOCH_TEMP_NAME.fullmatch(candidate.name) or not candidate.is_file():
+            continue
+        try:
+            if now - candidate.stat().st_mtime > _STALE_AFTER_S:
+                candidate.unlink()
+                logger.info("Removed an abandoned partial download: %s", candidate)
+        except OSError:
+            pass  # another process may have just moved or removed it
 
 
 def _plain_reason(err: BaseException) -> str:
