@@ -299,3 +299,16 @@ def test_error_messages_name_the_problem():
         make_nuclei_2d(n_objects=-3)
     with pytest.raises(ValueError, match="3 entries"):
         make_nuclei_3d((10, 10))
+
+
+def test_generator_needs_no_gui_or_torch():
+    """Data-loader workers and headless CI import the generator without napari, Qt or torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, napari_sam.synthetic\n"
+        "heavy = [m for m in ('napari', 'qtpy', 'PyQt5', 'PyQt6', 'torch') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
