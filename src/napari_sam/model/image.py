@@ -1,0 +1,150 @@
+"""Preparing a microscopy image for SAM's image encoder.
+
+SAM was trained on 8-bit RGB photographs. Our rule for turning any image into
+that:
+
+* 2D grayscale (H, W), (H, W, 1), RGB (H, W, 3) or RGBA (H, W, 4, alpha
+  dropped) are accepted; grayscale is repeated into three channels.
+* uint8 is used as it is, so results match the reference SAM exactly.
+* bool becomes 0 / 255.
+* Every other dtype (uint16, int, float) is scaled linearly to 0-255 between
+  two intensities ``lo`` and ``hi``. By default these are robust percentiles
+  (0.5 % and 99.5 %) of the finite pixels, so a few hot pixels do not wash out
+  the image; a caller may pass its own range instead (napari's contrast
+  limits, or one range for a whole stack so slices are treated alike).
+  If the percentiles coincide we fall back to min/max; a constant image becomes
+  all zeros. NaN becomes 0 (the bottom of the range); +/-inf are clipped.
+* The resulting uint8 RGB image is resized (bilinear, Pillow) so its longest
+  side is the model's input size (1024), normalised with SAM's pixel mean/std
+  and zero-padded at the bottom/right to a square.
+
+The rule, with its numbers, is returned as a string: it is part of what
+identifies an embedding (an embedding made with another rule is another one).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+PERCENTILES = (0.5, 99.5)
+# Percentiles of huge images are estimated on a regular subsample of about this many pixels.
+_PERCENTILE_SAMPLE = 4_000_000
+RULE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    rgb: np.ndarray  # (H, W, 3) uint8, the original size
+    rule: str  # how the pixels were mapped to uint8
+
+
+def check_image(image) -> np.ndarray:
+    """Return ``image`` as an ndarray, or raise a ValueError/TypeError saying what is wrong."""
+    if image is None:
+        raise TypeError("no image given")
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    try:
+        arr = np.asarray(image)
+    except Exception as err:  # dask/zarr arrays that refuse, ragged lists ...
+        raise TypeError(f"cannot read the image as an array: {err}") from None
+    if arr.dtype == object or arr.dtype.kind in "USVMm":
+        raise TypeError(f"the image has dtype {arr.dtype}; expected numbers (uint8, uint16, float, bool ...)")
+    if arr.dtype.kind == "c":
+        raise TypeError("the image is complex-valued; pass its magnitude (np.abs) or its real part")
+    if arr.size == 0:
+        raise ValueError(f"the image is empty (shape {arr.shape})")
+    if arr.ndim == 3 and arr.shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            f"the image has shape {arr.shape}: a 3D array is read as (height, width, channels) with 1, 3 "
+            "or 4 channels; for a z-stack or time series pass one 2D plane at a time"
+        )
+    if arr.ndim not in (2, 3):
+        raise ValueError(
+            f"the image has {arr.ndim} dimension(s) {arr.shape}; expected a 2D plane (H, W) or an RGB(A) "
+            "image (H, W, 3|4); pass one plane of a stack at a time"
+        )
+    if arr.shape[0] < 2 or arr.shape[1] < 2:
+        raise ValueError(f"the image of shape {arr.shape} is too small: both sides need at least 2 pixels")
+    return arr
+
+
+def to_uint8_rgb(image, intensity_range: tuple[float, float] | None = None) -> PreparedImage:
+    """Apply the module's rule: any accepted image -> (H, W, 3) uint8 and the rule used."""
+    arr = check_image(image)
+    if arr.ndim == 3:
+        arr = arr[..., :3] if arr.shape[-1] >= 3 else arr[..., 0]
+    if arr.dtype == np.uint8 and intensity_range is None:
+        rule = "uint8"
+        u8 = arr
+    elif arr.dtype == np.bool_:
+        rule = "bool:0/255"
+        u8 = arr.astype(np.uint8) * 255
+    else:
+        lo, hi, how = _intensity_range(arr, intensity_range)
+        rule = f"linear:{how}:{lo!r}:{hi!r}"
+        u8 = _scale_to_uint8(arr, lo, hi)
+    if u8.ndim == 2:
+        u8 = np.repeat(u8[:, :, None], 3, axis=2)
+    return PreparedImage(np.ascontiguousarray(u8), f"v{RULE_VERSION}:{rule}")
+
+
+def _intensity_range(arr: np.ndarray, given) -> tuple[float, float, str]:
+    if given is not None:
+        try:
+            lo, hi = (float(v) for v in given)
+        except (TypeError, ValueError):
+            raise ValueError(f"intensity_range must be two numbers (low, high), got {given!r}") from None
+        if not (np.isfinite(lo) and np.isfinite(hi)) or hi <= lo:
+            raise ValueError(f"intensity_range must be finite with low < high, got ({lo}, {hi})")
+        return lo, hi, "given"
+    flat = arr.reshape(-1)
+    if flat.size > _PERCENTILE_SAMPLE:
+        flat = flat[:: int(np.ceil(flat.size / _PERCENTILE_SAMPLE))]
+    if flat.dtype.kind == "f":
+        flat = flat[np.isfinite(flat)]
+    if flat.size == 0:  # all NaN/inf
+        return 0.0, 1.0, "no-finite-pixels"
+    flat = flat.astype(np.float64)
+    lo, hi = np.percentile(flat, PERCENTILES)
+    how = f"percentile{PERCENTILES[0]}-{PERCENTILES[1]}"
+    if hi <= lo:
+        lo, hi = float(flat.min()), float(flat.max())
+        how = "minmax"
+    if hi <= lo:
+        return lo, lo + 1.0, "constant"
+    return float(lo), float(hi), how
+
+
+def _scale_to_uint8(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    x = arr.astype(np.float32)
+    x -= np.float32(lo)
+    x *= np.float32(255.0 / (hi - lo))
+    np.nan_to_num(x, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
+    np.clip(x, 0, 255, out=x)
+    return np.rint(x).astype(np.uint8)
+
+
+def resized_shape(height: int, width: int, long_side: int) -> tuple[int, int]:
+    """(h, w) after scaling the longest side to ``long_side`` (rounded as SAM does)."""
+    scale = long_side / max(height, width)
+    return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+def resize_longest_side(rgb: np.ndarray, long_side: int) -> np.ndarray:
+    """Bilinear (Pillow) resize of a uint8 RGB image to ``long_side`` on its longest side."""
+    h, w = resized_shape(rgb.shape[0], rgb.shape[1], long_side)
+    if (h, w) == rgb.shape[:2]:
+        return rgb
+    return np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
+
+
+def encoder_input(resized: np.ndarray, pixel_mean: torch.Tensor, pixel_std: torch.Tensor, side: int, device, dtype) -> torch.Tensor:
+    """uint8 (h, w, 3) -> normalised, zero-padded (1, 3, side, side) tensor."""
+    x = torch.from_numpy(resized).to(device).permute(2, 0, 1).float()
+    x = (x - pixel_mean.to(device)) / pixel_std.to(device)
+    h, w = resized.shape[:2]
+    x = torch.nn.functional.pad(x, (0, side - w, 0, side - h))
+    return x.unsqueeze(0).to(dtype)

@@ -1,0 +1,236 @@
+"""SamPredictor: embed an image once, then turn prompts into masks in milliseconds.
+
+Usage, as users of Segment Anything know it::
+
+    predictor = SamPredictor(load_model("vit_b"))
+    predictor.set_image(image)                       # the heavy part, once per image
+    masks, scores, logits = predictor.predict(point_coords=[[120, 80]], point_labels=[1])
+
+Coordinates are (x, y) pixels of the original image. ``masks`` are the three
+candidates (part, object, whole) for an ambiguous prompt, or one mask with
+``multimask_output=False``.
+"""
+
+import copy
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .device import pick_device, pick_precision
+from .embedding import ImageEmbedding
+from .image import encoder_input, resize_longest_side, to_uint8_rgb
+
+
+class SamPredictor:
+    def __init__(self, model, device=None, precision: str = "auto") -> None:
+        for part in ("image_encoder", "prompt_encoder", "mask_decoder"):
+            if not hasattr(model, part):
+                raise TypeError(f"expected a SAM model (from build_sam or load_model), got {type(model).__name__}")
+        self.device = pick_device(device) if device is not None else model.device
+        self.model = model.to(self.device).eval()
+        self.precision = precision
+        self.encoder_dtype = pick_precision(precision, self.device)
+        self._encoder = self._encoder_for(self.encoder_dtype)
+        self._embedding: ImageEmbedding | None = None
+
+    # ----------------------------------------------------------------- embedding
+    def _encoder_for(self, dtype: torch.dtype):
+        if dtype == torch.float32:
+            return self.model.image_encoder
+        # A low-precision copy, so the caller's model keeps its float32 weights.
+        return copy.deepcopy(self.model.image_encoder).to(dtype)
+
+    @torch.inference_mode()
+    def set_image(self, image, intensity_range: tuple[float, float] | None = None) -> ImageEmbedding:
+        """Embed a 2D image (H, W), (H, W, 1|3|4) of any numeric dtype; see napari_sam.model.image."""
+        prepared = to_uint8_rgb(image, intensity_range)
+        resized = resize_longest_side(prepared.rgb, self.model.image_size)
+        x = encoder_input(
+            resized, self.model.pixel_mean, self.model.pixel_std, self.model.image_size, self.device, self.encoder_dtype
+        )
+        features = self._encoder(x).float()
+        self._embedding = ImageEmbedding(
+            features=features,
+            original_size=prepared.rgb.shape[:2],
+            input_size=resized.shape[:2],
+            model_id=self.model.weights_id,
+            preprocessing=prepared.rule,
+        )
+        return self._embedding
+
+    def set_embedding(self, embedding: ImageEmbedding) -> None:
+        """Decode from a stored embedding (e.g. from a cache) without encoding again."""
+        if not isinstance(embedding, ImageEmbedding):
+            raise TypeError(f"expected an ImageEmbedding, got {type(embedding).__name__}")
+        if embedding.model_id != self.model.weights_id:
+            raise ValueError(
+                f"this embedding was made by model {embedding.model_id}, not by this predictor's model "
+                f"{self.model.weights_id}; embed the image again with this model"
+            )
+        expected = (self.model.prompt_encoder.embed_dim, *self.model.prompt_encoder.image_embedding_size)
+        if tuple(embedding.features.shape[1:]) != expected:
+            raise ValueError(f"embedding features have shape {tuple(embedding.features.shape)}, expected (1, {expected})")
+        self._embedding = embedding.to(self.device, torch.float32)
+
+    def reset_image(self) -> None:
+        self._embedding = None
+
+    @property
+    def is_image_set(self) -> bool:
+        return self._embedding is not None
+
+    @property
+    def embedding(self) -> ImageEmbedding:
+        return self._require_embedding()
+
+    def get_image_embedding(self) -> torch.Tensor:
+        """The (1, C, h, w) embedding of the current image."""
+        return self._require_embedding().features
+
+    def _require_embedding(self) -> ImageEmbedding:
+        if self._embedding is None:
+            raise ValueError("no image is set: call set_image(image) (or set_embedding) before predict")
+        return self._embedding
+
+    # ------------------------------------------------------------------- prompts
+    def predict(
+        self,
+        point_coords=None,
+        point_labels=None,
+        box=None,
+        mask_input=None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ):
+        """Masks for one prompt; returns numpy (masks [C,H,W] bool, iou [C], low-res logits [C,h,w]).
+
+        point_coords (N, 2) as (x, y) pixels, point_labels (N,) with 1 = object,
+        0 = background; box (4,) as x0, y0, x1, y1; mask_input (1, h, w) low-res
+        logits of an earlier prediction (SAM's interactive refinement).
+        """
+        emb = self._require_embedding()
+        prompts = self._prepare_prompts(emb, point_coords, point_labels, box, mask_input)
+        low_res, iou = self._decode(emb, *prompts, multimask_output=multimask_output)
+        masks = self.upscale_logits(low_res, emb)
+        if not return_logits:
+            masks = masks > 0.0
+        return masks[0].cpu().numpy(), iou[0].cpu().numpy(), low_res[0].cpu().numpy()
+
+    def _prepare_prompts(self, emb, point_coords, point_labels, box, mask_input):
+        H, W = emb.original_size
+        points = labels = boxes = masks = None
+        if point_coords is not None or point_labels is not None:
+            points, labels = check_points(point_coords, point_labels, (H, W))
+            points = self.to_input_coords(points, emb)
+            points = torch.as_tensor(points, dtype=torch.float32, device=self.device)[None]
+            labels = torch.as_tensor(labels, dtype=torch.int64, device=self.device)[None]
+        if box is not None:
+            boxes = check_box(box, (H, W))
+            boxes = self.to_input_coords(boxes.reshape(2, 2), emb).reshape(1, 4)
+            boxes = torch.as_tensor(boxes, dtype=torch.float32, device=self.device)
+        if mask_input is not None:
+            masks = check_mask_input(mask_input, self.model.prompt_encoder.mask_input_size)
+            masks = torch.as_tensor(masks, dtype=torch.float32, device=self.device)[None]
+        if points is None and boxes is None and masks is None:
+            raise ValueError("nothing to segment: give at least one point, a box or a mask_input")
+        return points, labels, boxes, masks
+
+    def to_input_coords(self, coords: np.ndarray, emb: ImageEmbedding) -> np.ndarray:
+        """(x, y) pixels of the original image -> pixels of the resized encoder input."""
+        (H, W), (h, w) = emb.original_size, emb.input_size
+        out = np.array(coords, dtype=np.float64, copy=True)
+        out[..., 0] *= w / W
+        out[..., 1] *= h / H
+        return out
+
+    @torch.inference_mode()
+    def _decode(self, emb, points, labels, boxes, masks, multimask_output: bool):
+        model = self.model
+        sparse, dense = model.prompt_encoder(
+            points=(points, labels) if points is not None else None, boxes=boxes, masks=masks
+        )
+        low_res, iou = model.mask_decoder(
+            image_embeddings=emb.features,
+            image_pe=model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+        )
+        return low_res.float(), iou.float()
+
+    @torch.inference_mode()
+    def upscale_logits(self, low_res: torch.Tensor, emb: ImageEmbedding) -> torch.Tensor:
+        """Low-res logits (B, C, 4h, 4w) -> logits at the original image size (B, C, H, W).
+
+        As SAM does: upsample to the padded encoder input, drop the padding,
+        then resize to the original size (skipped when that is the same size:
+        bilinear resizing to the same size is the identity).
+        """
+        side = self.model.image_size
+        (h, w), (H, W) = emb.input_size, emb.original_size
+        x = F.interpolate(low_res, (side, side), mode="bilinear", align_corners=False)
+        x = x[..., :h, :w]
+        if (h, w) != (H, W):
+            x = F.interpolate(x, (H, W), mode="bilinear", align_corners=False)
+        return x
+
+
+# --------------------------------------------------------------- prompt checks
+def _finite_array(value, name: str, shape_hint: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be numbers shaped {shape_hint}, got {value!r}") from None
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values: {arr.tolist()}")
+    return arr
+
+
+def check_points(point_coords, point_labels, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    if point_coords is None:
+        raise ValueError("point_labels were given without point_coords")
+    if point_labels is None:
+        raise ValueError("point_coords were given without point_labels (1 = object, 0 = background)")
+    coords = _finite_array(point_coords, "point_coords", "(N, 2) as (x, y)")
+    if coords.ndim == 1 and coords.shape == (2,):
+        coords = coords[None]
+    if coords.ndim != 2 or coords.shape[1] != 2 or coords.shape[0] == 0:
+        raise ValueError(f"point_coords must have shape (N, 2) as (x, y) with N >= 1, got {coords.shape}")
+    labels = _finite_array(point_labels, "point_labels", "(N,)").reshape(-1)
+    if labels.shape[0] != coords.shape[0]:
+        raise ValueError(f"{coords.shape[0]} point(s) but {labels.shape[0]} label(s): give one label per point")
+    if not np.all(np.isin(labels, (-1, 0, 1))):
+        raise ValueError(f"point_labels must be 1 (object), 0 (background) or -1 (ignore), got {labels.tolist()}")
+    H, W = image_hw
+    outside = (coords[:, 0] < 0) | (coords[:, 0] > W) | (coords[:, 1] < 0) | (coords[:, 1] > H)
+    if outside.any():
+        bad = coords[outside][0].tolist()
+        raise ValueError(f"point (x, y) = {bad} lies outside the {W}x{H} (width x height) image")
+    return coords, labels.astype(np.int64)
+
+
+def check_box(box, image_hw: tuple[int, int]) -> np.ndarray:
+    """A box (x0, y0, x1, y1) in pixels; corners are sorted and clipped to the image."""
+    arr = _finite_array(box, "box", "(4,) as x0, y0, x1, y1")
+    if arr.size != 4:
+        raise ValueError(f"box must have 4 numbers (x0, y0, x1, y1), got {arr.size}: {arr.tolist()}")
+    x0, y0, x1, y1 = arr.reshape(4)
+    H, W = image_hw
+    x0, x1 = sorted((x0, x1))
+    y0, y1 = sorted((y0, y1))
+    if x1 < 0 or y1 < 0 or x0 > W or y0 > H:
+        raise ValueError(f"box {arr.reshape(4).tolist()} lies entirely outside the {W}x{H} (width x height) image")
+    return np.array([max(x0, 0), max(y0, 0), min(x1, W), min(y1, H)], dtype=np.float64)
+
+
+def check_mask_input(mask_input, expected_hw: tuple[int, int]) -> np.ndarray:
+    arr = _finite_array(mask_input, "mask_input", f"(1, {expected_hw[0]}, {expected_hw[1]})")
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.shape != (1, *expected_hw):
+        raise ValueError(
+            f"mask_input must be low-res logits of shape (1, {expected_hw[0]}, {expected_hw[1]}) "
+            f"(the third output of an earlier predict), got {arr.shape}"
+        )
+    return arr
