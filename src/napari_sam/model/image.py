@@ -148,3 +148,21 @@ def encoder_input(resized: np.ndarray, pixel_mean: torch.Tensor, pixel_std: torc
     h, w = resized.shape[:2]
     x = torch.nn.functional.pad(x, (0, side - w, 0, side - h))
     return x.unsqueeze(0).to(dtype)
+
+
+def stack_intensity_range(stack) -> tuple[float, float]:
+    """One (lo, hi) for a whole stack, by the same percentile rule as a single image.
+
+    Passing it as ``intensity_range`` for every slice keeps the contrast of the
+    slices consistent (a slice with one bright nucleus is not stretched
+    differently from its neighbours) and makes each slice's embedding identity
+    independent of which other slices were looked at first. uint8 and bool
+    stacks need no range: return None for them.
+    """
+    arr = np.asarray(stack)
+    if arr.dtype == np.uint8 or arr.dtype == np.bool_:
+        return None
+    if arr.dtype.kind not in "uif":
+        raise TypeError(f"the stack has dtype {arr.dtype}; expected numbers")
+    lo, hi, _ = _intensity_range(arr, None)
+    return lo, hi
