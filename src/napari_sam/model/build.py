@@ -124,6 +124,9 @@ def build_sam(model_type="vit_b", checkpoint: str | Path | None = None) -> Sam:
 
         state = read_state_dict(checkpoint)
         found = config_from_state_dict(state, source=checkpoint)
+        if found.encoder == "tiny_vit":
+            # TinyViT's weights do not record the input size: the one asked for stands.
+            found = replace(found, image_size=cfg.image_size)
         if _architecture(found) != _architecture(cfg):
             raise CheckpointError(
                 f"{checkpoint} holds a {_describe(found)} model, but {_describe(cfg)} was asked for; "
@@ -164,9 +167,29 @@ def load_weights(model: Sam, state: dict, source=None) -> None:
         ) from None
 
 
+# Numbers only one encoder kind uses; the other kind's are ignored when comparing.
+_VIT_FIELDS = ("encoder_dim", "encoder_depth", "encoder_heads", "window_size", "global_attn_indexes")
+_TINY_VIT_FIELDS = ("tiny_embed_dims", "tiny_depths", "tiny_heads", "tiny_window_sizes")
+
+
 def _architecture(cfg: SamConfig) -> SamConfig:
-    """The config without its name, for comparing architectures."""
-    return replace(cfg, model_type="custom")
+    """The config without its name, for comparing architectures.
+
+    Fields the encoder does not use are reset to their defaults, and so are
+    TinyViT's first-stage heads/window (that stage is convolutional): the
+    weights cannot record them, so two configs differing only there build the
+    same model.
+    """
+    default = SamConfig()
+    unused = _TINY_VIT_FIELDS if cfg.encoder == "vit" else _VIT_FIELDS
+    cfg = replace(cfg, model_type="custom", **{name: getattr(default, name) for name in unused})
+    if cfg.encoder == "tiny_vit":
+        cfg = replace(
+            cfg,
+            tiny_heads=(default.tiny_heads[0], *cfg.tiny_heads[1:]),
+            tiny_window_sizes=(default.tiny_window_sizes[0], *cfg.tiny_window_sizes[1:]),
+        )
+    return cfg
 
 
 def _describe(cfg: SamConfig) -> str:
@@ -203,7 +226,7 @@ def config_from_state_dict(state: dict, source=None) -> SamConfig:
             f"(ViT-B/L/H, MobileSAM vit_t, or a smaller SAM of the same design): missing or odd {err}"
         ) from None
     for name, preset in PRESETS.items():
-        if _architecture(preset) == cfg:
+        if _architecture(preset) == _architecture(cfg):
             return preset
     return cfg
 
