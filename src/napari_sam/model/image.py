@@ -45,7 +45,10 @@ def check_image(image) -> np.ndarray:
     if image is None:
         raise TypeError("no image given")
     if isinstance(image, torch.Tensor):
-        image = image.detach().cpu().numpy()
+        image = image.detach().cpu()
+        if image.dtype == torch.bfloat16:  # numpy has no bfloat16; float32 holds it exactly
+            image = image.float()
+        image = image.numpy()
     try:
         arr = np.asarray(image)
     except Exception as err:  # dask/zarr arrays that refuse, ragged lists ...
