@@ -146,6 +146,9 @@ def resize_longest_side(rgb: np.ndarray, long_side: int) -> np.ndarray:
 
 def encoder_input(resized: np.ndarray, pixel_mean: torch.Tensor, pixel_std: torch.Tensor, side: int, device, dtype) -> torch.Tensor:
     """uint8 (h, w, 3) -> normalised, zero-padded (1, 3, side, side) tensor."""
+    if not resized.flags.writeable:
+        # Pillow's output (and e.g. memory-mapped input) is read-only; torch warns on those.
+        resized = resized.copy()
     x = torch.from_numpy(resized).to(device).permute(2, 0, 1).float()
     x = (x - pixel_mean.to(device)) / pixel_std.to(device)
     h, w = resized.shape[:2]
