@@ -1,0 +1,171 @@
+"""Writing a chosen mask into a labels array, as one undoable change.
+
+The labels array is the user's work: a commit must never silently damage
+other objects. So a commit is planned first (:func:`plan_commit`), which
+returns exactly which pixels change, their old and their new values
+(:class:`LabelChange`). Applying that change and undoing it are then trivial,
+and napari's ``Labels.data_setitem(indices, values)`` can apply it through the
+layer's own undo history (Ctrl+Z / Ctrl+Shift+Z).
+
+Rules:
+
+* A new object gets ``max + 1`` (or the id the user asked for).
+* By default pixels of other objects are kept (``overwrite=False``); with
+  ``overwrite=True`` the new object takes them.
+* Editing an object (``replace=True``) replaces it on this slice: its pixels
+  outside the new mask become background, the mask's pixels become the object.
+* Only the plane at ``slice_index`` is touched; the leading axes of a stack
+  are given by ``slice_index`` (empty for a 2D labels array).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LabelChange:
+    """Pixels that a commit changes: ``labels[indices]`` goes from ``old`` to ``new``."""
+
+    object_id: int
+    indices: tuple[np.ndarray, ...]  # fancy indices into the full labels array
+    old: np.ndarray
+    new: np.ndarray
+
+    @property
+    def n_changed(self) -> int:
+        return int(self.old.size)
+
+    def __bool__(self) -> bool:
+        return self.n_changed > 0
+
+
+def _check_labels(labels) -> np.ndarray:
+    if not isinstance(labels, np.ndarray):
+        raise TypeError(f"labels must be a numpy array, got {type(labels).__name__}")
+    if labels.dtype.kind not in "ui":
+        raise TypeError(f"labels must have an integer dtype (e.g. uint32), got {labels.dtype}")
+    if labels.ndim < 2:
+        raise ValueError(f"labels must have at least 2 dimensions (a plane), got shape {labels.shape}")
+    return labels
+
+
+def check_slice_index(labels: np.ndarray, slice_index) -> tuple[int, ...]:
+    """The slice index as a tuple of ints, checked against the labels' leading axes."""
+    try:
+        index = tuple(int(i) for i in slice_index)
+    except (TypeError, ValueError):
+        raise TypeError(f"slice_index must be a tuple of integers, got {slice_index!r}") from None
+    lead = labels.shape[:-2]
+    if len(index) != len(lead):
+        raise ValueError(
+            f"slice_index {index} has {len(index)} value(s), but labels of shape {labels.shape} have "
+            f"{len(lead)} axis/axes in front of the plane"
+        )
+    for i, n in zip(index, lead):
+        if not 0 <= i < n:
+            raise ValueError(f"slice_index {index} lies outside labels of shape {labels.shape}")
+    return index
+
+
+def _check_mask(mask, plane_shape) -> np.ndarray:
+    arr = np.asarray(mask)
+    if arr.dtype != np.bool_:
+        if arr.dtype.kind not in "uif":
+            raise TypeError(f"mask must be boolean (or 0/1 numbers), got dtype {arr.dtype}")
+        arr = arr > 0
+    if arr.shape != tuple(plane_shape):
+        raise ValueError(f"mask has shape {arr.shape} but the labels plane is {tuple(plane_shape)}")
+    return arr
+
+
+def _check_id(object_id, labels: np.ndarray) -> int:
+    if isinstance(object_id, (bool, np.bool_)) or not isinstance(object_id, (int, np.integer)):
+        raise TypeError(f"object id must be an integer, got {object_id!r}")
+    value = int(object_id)
+    top = np.iinfo(labels.dtype).max
+    if not 1 <= value <= top:
+        raise ValueError(f"object id must be between 1 and {top} for {labels.dtype} labels, got {value}")
+    return value
+
+
+def next_label_id(labels) -> int:
+    """The id a new object gets: one more than the largest id in use (1 for empty labels)."""
+    labels = _check_labels(labels)
+    new_id = int(labels.max(initial=0)) + 1
+    if new_id > np.iinfo(labels.dtype).max:
+        raise ValueError(f"no free object id left: {labels.dtype} labels already use id {new_id - 1}")
+    return new_id
+
+
+def plan_commit(
+    labels,
+    mask,
+    slice_index=(),
+    object_id: int | None = None,
+    *,
+    overwrite: bool = False,
+    replace: bool = False,
+) -> LabelChange:
+    """Which pixels change when ``mask`` is written into ``labels[slice_index]``.
+
+    ``object_id`` None means a new object (max + 1). ``replace=True`` edits an
+    existing object (``object_id`` required): it becomes exactly ``mask`` on
+    this slice, except where other objects are kept (``overwrite=False``).
+    """
+    labels = _check_labels(labels)
+    index = check_slice_index(labels, slice_index)
+    plane = labels[index]
+    mask = _check_mask(mask, plane.shape)
+    if replace and object_id is None:
+        raise ValueError("replace=True edits an existing object: give its object_id")
+    oid = next_label_id(labels) if object_id is None else _check_id(object_id, labels)
+    if not mask.any() and not replace:
+        raise ValueError("the mask is empty: there is nothing to commit")
+
+    target = np.zeros(plane.shape, dtype=labels.dtype)
+    target[...] = plane
+    if replace:
+        target[plane == oid] = 0
+    writable = mask if overwrite else mask & ((plane == 0) | (plane == oid))
+    target[writable] = oid
+
+    rows, cols = np.nonzero(target != plane)
+    lead = tuple(np.full(rows.shape, i, dtype=np.intp) for i in index)
+    return LabelChange(
+        object_id=oid,
+        indices=(*lead, rows.astype(np.intp), cols.astype(np.intp)),
+        old=plane[rows, cols].copy(),
+        new=target[rows, cols],
+    )
+
+
+def apply_change(labels: np.ndarray, change: LabelChange) -> None:
+    """Write a planned change into ``labels`` in place (without napari's history)."""
+    labels[change.indices] = change.new
+
+
+def undo_change(labels: np.ndarray, change: LabelChange) -> None:
+    labels[change.indices] = change.old
+
+
+def object_mask(labels, slice_index, object_id: int) -> np.ndarray:
+    """The boolean mask of one object on one plane."""
+    labels = _check_labels(labels)
+    index = check_slice_index(labels, slice_index)
+    oid = _check_id(object_id, labels)
+    return np.asarray(labels[index]) == oid
+
+
+def mask_box(mask) -> np.ndarray:
+    """Bounding box (x0, y0, x1, y1) of a mask in pixel-edge coordinates, as SAM's boxes are."""
+    arr = np.asarray(mask, dtype=bool)
+    if arr.ndim != 2:
+        raise ValueError(f"mask must be 2D, got shape {arr.shape}")
+    rows = np.flatnonzero(arr.any(axis=1))
+    cols = np.flatnonzero(arr.any(axis=0))
+    if rows.size == 0:
+        raise ValueError("the mask is empty: it has no bounding box")
+    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float64)
