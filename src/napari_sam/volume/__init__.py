@@ -1,0 +1,26 @@
+"""3D stacks: slice embeddings that persist on disk, and objects followed from slice to slice.
+
+* :mod:`.store` — the on-disk embedding cache (:class:`EmbeddingStore`).
+* :mod:`.embed_stack` — embedding a whole stack, resumable and cancellable.
+* :mod:`.propagate` — segmenting an object through neighbouring slices.
+* :mod:`.stack` — checking stacks and taking one stack out of a 4D image.
+
+Torch + numpy only, like :mod:`napari_sam.model`: usable without napari.
+"""
+
+from .embed_stack import EmbedResult, StackEmbeddings, embed_stack, iter_stack_embeddings
+from .stack import check_stack, stack_through
+from .store import CacheWriteError, EmbeddingStore, SliceKey, default_folder
+
+__all__ = [
+    "CacheWriteError",
+    "EmbedResult",
+    "EmbeddingStore",
+    "SliceKey",
+    "StackEmbeddings",
+    "check_stack",
+    "default_folder",
+    "embed_stack",
+    "iter_stack_embeddings",
+    "stack_through",
+]

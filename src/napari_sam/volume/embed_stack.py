@@ -1,0 +1,277 @@
+"""Embedding every slice of a stack once: from the disk cache where possible, computed otherwise.
+
+:class:`StackEmbeddings` hands out the embedding of any slice on demand
+(memory, then the :class:`~napari_sam.volume.store.EmbeddingStore`, then the
+image encoder, saving what it computed). :func:`embed_stack` walks all
+slices with a progress callback and a cancel check between slices; as each
+computed slice is saved at once, a cancelled or crashed run resumes where
+it stopped.
+
+All slices of a stack are scaled to 8 bits with one intensity range
+(:func:`napari_sam.model.image.stack_intensity_range`), so neighbouring
+slices look alike to the model and a slice's embedding does not depend on
+which slices were embedded first.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..fingerprint import array_fingerprint
+from ..model.embedding import ImageEmbedding
+from ..model.image import stack_intensity_range, to_uint8_rgb
+from .stack import check_stack
+from .store import CacheWriteError, EmbeddingStore, SliceKey, is_persistent_model_id
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]  # (slices done, slices in total)
+CancelCheck = Callable[[], bool]
+
+
+class StackEmbeddings:
+    """Embeddings of the slices of one stack for one predictor, computed at most once.
+
+    Parameters
+    ----------
+    predictor : SamPredictor
+    stack : (slices, rows, columns[, 3|4]) array (numpy, dask, zarr ...)
+    store : EmbeddingStore or None
+        Where embeddings persist; None keeps them in memory only.
+    intensity_range : "stack", None or (low, high)
+        "stack" (default): one range for the whole stack; None: each slice's own
+        percentiles; or a range given by the caller (napari's contrast limits).
+    rgb : the slices are RGB(A) (last axis).
+    cache_errors : "warn" (default) or "raise"
+        What to do when an embedding cannot be saved (disk full, folder not
+        writable): warn once and go on in memory, or raise CacheWriteError.
+    keep_in_memory : keep every slice's embedding in memory once used (fast
+        back-and-forth), or only read it from the store when asked.
+    """
+
+    def __init__(
+        self,
+        predictor,
+        stack,
+        store: EmbeddingStore | None = None,
+        *,
+        intensity_range="stack",
+        rgb: bool = False,
+        cache_errors: str = "warn",
+        keep_in_memory: bool = True,
+    ):
+        if not hasattr(predictor, "set_image") or not hasattr(predictor, "model"):
+            raise TypeError(f"expected a SamPredictor, got {type(predictor).__name__}")
+        if store is not None and not isinstance(store, EmbeddingStore):
+            raise TypeError(f"store must be an EmbeddingStore or None, got {type(store).__name__}")
+        if cache_errors not in ("warn", "raise"):
+            raise ValueError(f"cache_errors must be 'warn' or 'raise', got {cache_errors!r}")
+        self.predictor = predictor
+        self.stack = check_stack(stack, rgb=rgb)
+        self.store = store
+        self.cache_errors = cache_errors
+        self.keep_in_memory = keep_in_memory
+        if isinstance(intensity_range, str):
+            if intensity_range != "stack":
+                raise ValueError(f"intensity_range must be 'stack', None or (low, high), got {intensity_range!r}")
+            intensity_range = None if rgb else stack_intensity_range(np.asarray(self.stack))
+        self.intensity_range = intensity_range
+        self._memory: dict[int, ImageEmbedding] = {}
+        self._keys: dict[int, SliceKey] = {}
+        self._store_failed: CacheWriteError | None = None
+        self.computed = 0  # slices run through the image encoder by this object
+        self.loaded = 0  # slices read from the store
+        model_id = predictor.model.weights_id
+        if store is not None and not is_persistent_model_id(model_id):
+            logger.warning("model %s has no checkpoint hash: embeddings are kept in memory only", model_id)
+            self.store = None
+
+    def __len__(self) -> int:
+        return int(self.stack.shape[0])
+
+    @property
+    def slice_shape(self) -> tuple[int, int]:
+        return int(self.stack.shape[1]), int(self.stack.shape[2])
+
+    @property
+    def store_error(self) -> CacheWriteError | None:
+        """The error that stopped saving to the store, if any (embeddings were then kept in memory)."""
+        return self._store_failed
+
+    def _check_index(self, index) -> int:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"slice index must be an integer, got {index!r}")
+        n = len(self)
+        if not -n <= index < n:
+            raise ValueError(f"slice {index} does not exist: the stack has {n} slices (0 to {n - 1})")
+        return int(index) % n
+
+    def slice_image(self, index: int) -> np.ndarray:
+        return np.asarray(self.stack[self._check_index(index)])
+
+    def key(self, index: int) -> SliceKey:
+        """The identity of slice ``index``'s embedding (pixels, model, preprocessing rule)."""
+        index = self._check_index(index)
+        if index not in self._keys:
+            image = self.slice_image(index)
+            rule = to_uint8_rgb(image, self.intensity_range).rule
+            self._keys[index] = SliceKey(array_fingerprint(image), self.predictor.model.weights_id, rule)
+        return self._keys[index]
+
+    def cached(self, index: int) -> ImageEmbedding | None:
+        """The embedding of slice ``index`` from memory or the store, without computing it."""
+        index = self._check_index(index)
+        emb = self._memory.get(index)
+        if emb is not None:
+            return emb
+        if self.store is None:
+            return None
+        emb = self.store.get(self.key(index))
+        if emb is not None:
+            self.loaded += 1
+            if self.keep_in_memory:
+                self._memory[index] = emb
+        return emb
+
+    def is_available(self, index: int) -> bool:
+        """True when slice ``index`` needs no encoder run (in memory or validly stored)."""
+        index = self._check_index(index)
+        if index in self._memory:
+            return True
+        return self.store is not None and self.store.contains(self.key(index))
+
+    def missing(self, indices: Iterable[int] | None = None) -> list[int]:
+        """The slices (of ``indices``, default all) that would have to be computed."""
+        indices = range(len(self)) if indices is None else indices
+        return [i for i in (self._check_index(i) for i in indices) if not self.is_available(i)]
+
+    def get(self, index: int) -> ImageEmbedding:
+        """The embedding of slice ``index``: from memory or the store, else computed and saved."""
+        emb = self.cached(index)
+        if emb is not None:
+            return emb
+        return self.compute(index)
+
+    def compute(self, index: int) -> ImageEmbedding:
+        """Run the image encoder on slice ``index`` (even if stored) and save the result."""
+        index = self._check_index(index)
+        emb = self.predictor.set_image(self.slice_image(index), intensity_range=self.intensity_range)
+        emb = emb.to("cpu")
+        self.computed += 1
+        key = self.key(index)
+        if emb.preprocessing != key.preprocessing or emb.model_id != key.model_id:
+            # Cannot happen with the rule of napari_sam.model.image; guards a future change of it.
+            raise RuntimeError(f"slice {index}: the encoder used rule {emb.preprocessing!r}, expected {key.preprocessing!r}")
+        self._save(key, emb)
+        if self.keep_in_memory:
+            self._memory[index] = emb
+        return emb
+
+    def _save(self, key: SliceKey, emb: ImageEmbedding) -> None:
+        if self.store is None or self._store_failed is not None:
+            return
+        try:
+            self.store.put(key, emb)
+        except CacheWriteError as err:
+            if self.cache_errors == "raise":
+                raise
+            self._store_failed = err
+            warnings.warn(f"{err}; embeddings of this stack are kept in memory only", RuntimeWarning, stacklevel=3)
+
+
+@dataclass
+class SliceEmbedding:
+    index: int
+    embedding: ImageEmbedding
+    computed: bool  # False: loaded from memory or the store
+
+
+@dataclass
+class EmbedResult:
+    """What :func:`embed_stack` did."""
+
+    embeddings: dict[int, ImageEmbedding] = field(default_factory=dict)  # slice index -> embedding
+    computed: list[int] = field(default_factory=list)  # slices run through the encoder
+    loaded: list[int] = field(default_factory=list)  # slices found in the cache
+    cancelled: bool = False
+    total: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return not self.cancelled and len(self.embeddings) == self.total
+
+
+def iter_stack_embeddings(
+    embeddings: StackEmbeddings,
+    indices: Iterable[int] | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+    should_cancel: CancelCheck | None = None,
+) -> Iterator[SliceEmbedding]:
+    """Yield each slice's embedding in turn, loading cached ones and computing the others.
+
+    ``progress(done, total)`` is called before the first slice and after each one;
+    ``should_cancel()`` is asked before each slice and ends the iteration when True.
+    """
+    indices = list(range(len(embeddings))) if indices is None else [embeddings._check_index(i) for i in indices]
+    indices = list(dict.fromkeys(indices))
+    total = len(indices)
+    if progress is not None:
+        progress(0, total)
+    for done, i in enumerate(indices, start=1):
+        if should_cancel is not None and should_cancel():
+            return
+        emb = embeddings.cached(i)
+        computed = emb is None
+        if computed:
+            emb = embeddings.compute(i)
+        yield SliceEmbedding(i, emb, computed)
+        if progress is not None:
+            progress(done, total)
+
+
+def embed_stack(
+    predictor,
+    stack,
+    store: EmbeddingStore | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+    should_cancel: CancelCheck | None = None,
+    intensity_range="stack",
+    rgb: bool = False,
+    indices: Iterable[int] | None = None,
+    cache_errors: str = "warn",
+    keep: bool = True,
+) -> EmbedResult:
+    """Embed every slice of ``stack`` (or ``indices``), computing only those not cached in ``store``.
+
+    Returns an :class:`EmbedResult`; when ``should_cancel()`` turned True the
+    result has ``cancelled=True`` and holds the slices done so far (all of them
+    already saved, so calling again resumes). ``keep=False`` leaves
+    ``result.embeddings`` empty (only the cache is filled; saves memory for the
+    command line). Pass a :class:`StackEmbeddings` as ``stack`` to reuse its
+    memory (then ``store``, ``intensity_range`` and ``rgb`` are its own).
+    """
+    if isinstance(stack, StackEmbeddings):
+        embeddings = stack
+        if embeddings.predictor is not predictor:
+            raise ValueError("the StackEmbeddings given belongs to another predictor")
+    else:
+        embeddings = StackEmbeddings(
+            predictor, stack, store, intensity_range=intensity_range, rgb=rgb, cache_errors=cache_errors,
+            keep_in_memory=keep,
+        )
+    wanted = list(range(len(embeddings))) if indices is None else list(indices)
+    result = EmbedResult(total=len(dict.fromkeys(embeddings._check_index(i) for i in wanted)))
+    for item in iter_stack_embeddings(embeddings, wanted, progress=progress, should_cancel=should_cancel):
+        if keep:
+            result.embeddings[item.index] = item.embedding
+        (result.computed if item.computed else result.loaded).append(item.index)
+    done = len(result.computed) + len(result.loaded)
+    result.cancelled = done < result.total
+    return result

@@ -1,0 +1,444 @@
+"""Slice embeddings kept on disk, so a stack is embedded once and reloaded in a moment.
+
+One file per slice. Its name is derived from the slice's identity, and the
+file's header repeats that identity in full:
+
+* the fingerprint of the slice's pixels (:func:`napari_sam.fingerprint.array_fingerprint`),
+* the model's weights id (name and checkpoint SHA-256),
+* the preprocessing rule string (it holds the intensity range used),
+* :data:`FORMAT_VERSION` of this file layout,
+
+plus the original and resized image sizes needed to decode prompts. A file
+is used only when every one of these matches what the caller asks for, its
+payload has the announced length and its checksum is right: a stale entry
+(slice edited, other model, other contrast rule), a foreign file or one cut
+short by a crash or a full disk reads as *missing*, never as an embedding.
+
+Files are written to a temporary name, flushed to disk (fsync) and only then
+renamed to their final name (``os.replace`` is atomic), so a final name
+always holds a complete file.
+
+Features are stored as float16 (half the size of float32; decoding is not
+affected beyond ~1e-3 relative). Each use touches the file's modification
+time, which makes it the "last used" time for least-recently-used eviction
+when the folder grows past its size limit.
+
+File layout: ``MAGIC`` (8 bytes), header length (uint32, little endian),
+UTF-8 JSON header, zero padding to a multiple of 16 bytes, float16 payload.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import struct
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..model.embedding import ImageEmbedding
+
+logger = logging.getLogger(__name__)
+
+#: Version of the on-disk layout and of what an entry means; entries of another version are ignored.
+FORMAT_VERSION = 1
+MAGIC = b"NSAMEMB\x00"
+SUFFIX = ".samemb"
+_TEMP_PREFIX = ".writing-"
+_HEADER_LEN = struct.Struct("<I")
+_ALIGN = 16
+# float16 cannot hold values beyond this; clipping keeps an outlier from becoming inf.
+_F16_MAX = float(np.finfo(np.float16).max)
+#: Default size limit of a store (bytes): about 2500 slices of SAM (vit_b/vit_t, 2 MiB each).
+DEFAULT_MAX_BYTES = 5 * 1024**3
+# A temporary file this old is left over from a crash, not being written right now.
+_STALE_TEMP_S = 3600
+# Headers are a few hundred bytes; this much is read for a quick presence check.
+_HEAD_READ = 8192
+
+
+class CacheWriteError(OSError):
+    """An embedding could not be saved (folder not writable, disk full ...); the message says which folder."""
+
+
+@dataclass(frozen=True)
+class SliceKey:
+    """Everything an embedding's validity depends on."""
+
+    fingerprint: str  # of the slice's pixels
+    model_id: str  # Sam.weights_id
+    preprocessing: str  # the rule string of napari_sam.model.image
+
+    def __post_init__(self):
+        for name in ("fingerprint", "model_id", "preprocessing"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+
+    def file_stem(self) -> str:
+        text = f"{FORMAT_VERSION}\n{self.model_id}\n{self.preprocessing}\n{self.fingerprint}"
+        return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
+
+
+def default_folder() -> Path:
+    """``<napari-sam cache>/embeddings`` (``$NAPARI_SAM_CACHE_DIR`` moves the cache)."""
+    from ..model.zoo import cache_dir
+
+    return cache_dir() / "embeddings"
+
+
+def is_persistent_model_id(model_id: str) -> bool:
+    """False for models without a checkpoint hash: their id is only unique inside one process."""
+    return ":sha256:" in model_id
+
+
+class EmbeddingStore:
+    """A folder of slice embeddings with a size limit.
+
+    ``folder=None`` uses the per-user cache (:func:`default_folder`). The
+    folder is created on the first write. Only files this class writes
+    (``*.samemb`` and its temporary files) are ever deleted, so a folder the
+    user chose may hold other files.
+    """
+
+    def __init__(self, folder: str | os.PathLike | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES):
+        if folder is not None and not isinstance(folder, (str, os.PathLike)):
+            raise TypeError(f"folder must be a path, got {type(folder).__name__}")
+        self.folder = Path(folder).expanduser() if folder is not None else default_folder()
+        if self.folder.exists() and not self.folder.is_dir():
+            raise ValueError(f"the embedding cache {self.folder} exists but is not a folder")
+        if max_bytes is not None:
+            if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes <= 0:
+                raise ValueError(f"max_bytes must be a positive whole number of bytes or None, got {max_bytes!r}")
+            max_bytes = int(max_bytes)
+        self.max_bytes = max_bytes
+        self._cleaned_temps = False
+
+    def __repr__(self) -> str:
+        return f"EmbeddingStore({str(self.folder)!r}, max_bytes={self.max_bytes})"
+
+    # ------------------------------------------------------------------ paths
+    def path_for(self, key: SliceKey) -> Path:
+        return self.folder / (key.file_stem() + SUFFIX)
+
+    def _entries(self) -> list[os.DirEntry]:
+        try:
+            with os.scandir(self.folder) as it:
+                return [e for e in it if e.name.endswith(SUFFIX) and e.is_file(follow_symlinks=False)]
+        except FileNotFoundError:
+            return []
+
+    # ------------------------------------------------------------------ reading
+    def contains(self, key: SliceKey) -> bool:
+        """True when an entry for ``key`` exists with a matching header and the full size.
+
+        A quick check (the header only); :meth:`get` also verifies the payload's checksum.
+        """
+        if not isinstance(key, SliceKey):
+            raise TypeError(f"expected a SliceKey, got {type(key).__name__}")
+        path = self.path_for(key)
+        try:
+            with open(path, "rb") as f:
+                head = f.read(_HEAD_READ)
+                size = os.fstat(f.fileno()).st_size
+        except OSError:
+            return False
+        try:
+            header, start = _parse_header(head)
+        except ValueError:
+            return False
+        return _header_matches(header, key) and size == start + int(header["payload_bytes"])
+
+    def get(self, key: SliceKey, *, touch: bool = True) -> ImageEmbedding | None:
+        """The stored embedding for ``key``, or None when there is no valid one.
+
+        Features come back as a float16 tensor on the CPU (``SamPredictor.set_embedding``
+        converts them). A damaged entry is deleted so it is recomputed; an entry whose
+        header names another identity (a hash collision or a foreign file) is left
+        alone and reported as missing.
+        """
+        if not isinstance(key, SliceKey):
+            raise TypeError(f"expected a SliceKey, got {type(key).__name__}")
+        path = self.path_for(key)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            logger.warning("cannot read cached embedding %s (%s); it will be recomputed", path, err)
+            return None
+        try:
+            header, payload = _parse(data)
+        except ValueError as err:
+            logger.warning("cached embedding %s is damaged (%s); it will be recomputed", path, err)
+            _remove_quietly(path)
+            return None
+        if not _header_matches(header, key):
+            logger.info("cached embedding %s belongs to another slice/model/rule; not used", path)
+            return None
+        features = torch.from_numpy(np.frombuffer(payload, dtype="<f2").reshape(header["shape"]).copy())
+        if touch:
+            self._touch(path)
+        return ImageEmbedding(
+            features=features,
+            original_size=tuple(header["original_size"]),
+            input_size=tuple(header["input_size"]),
+            model_id=header["model_id"],
+            preprocessing=header["preprocessing"],
+        )
+
+    def _touch(self, path: Path) -> None:
+        # The modification time records the last use (access times are often not kept by the OS).
+        try:
+            os.utime(path)
+        except OSError:
+            pass  # a read-only cache still serves its entries
+
+    # ------------------------------------------------------------------ writing
+    def put(self, key: SliceKey, embedding: ImageEmbedding) -> Path:
+        """Save ``embedding`` under ``key`` atomically; evict old entries past the size limit.
+
+        Raises :class:`CacheWriteError` (nothing half-written is left) when the folder
+        cannot be created or written, or the disk is full.
+        """
+        if not isinstance(key, SliceKey):
+            raise TypeError(f"expected a SliceKey, got {type(key).__name__}")
+        if not isinstance(embedding, ImageEmbedding):
+            raise TypeError(f"expected an ImageEmbedding, got {type(embedding).__name__}")
+        if embedding.model_id != key.model_id or embedding.preprocessing != key.preprocessing:
+            raise ValueError(
+                f"the embedding was made by model {embedding.model_id!r} with rule {embedding.preprocessing!r}, "
+                f"but the key names model {key.model_id!r} with rule {key.preprocessing!r}"
+            )
+        if not is_persistent_model_id(key.model_id):
+            raise ValueError(
+                f"model {key.model_id!r} has no checkpoint hash (random or in-memory weights); its embeddings "
+                "cannot be recognised later, so they are not saved. Load the model with load_model(name or file)."
+            )
+        blob = _serialise(key, embedding)
+        self._make_folder()
+        path = self.path_for(key)
+        self._write_atomically(path, blob)
+        self._enforce_limit(keep=path)
+        return path
+
+    def _make_folder(self) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise CacheWriteError(
+                err.errno, f"cannot create the embedding cache folder {self.folder}: {err.strerror or err}; "
+                "choose another cache folder"
+            ) from err
+        if not self._cleaned_temps:
+            self._cleaned_temps = True
+            self._remove_stale_temps()
+
+    def _write_atomically(self, path: Path, blob: bytes) -> None:
+        tmp_name = None
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=".tmp", dir=self.folder)
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp_name, path)
+            tmp_name = None
+            _fsync_folder(self.folder)
+        except OSError as err:
+            if err.errno == errno.ENOSPC:
+                why = "the disk is full"
+            elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                why = "the folder is not writable"
+            else:
+                why = err.strerror or str(err)
+            raise CacheWriteError(
+                err.errno, f"cannot save an embedding in {self.folder}: {why}; free some space, clear the "
+                "cache or choose another cache folder"
+            ) from err
+        finally:
+            if tmp_name is not None:
+                _remove_quietly(Path(tmp_name))
+
+    def _remove_stale_temps(self) -> None:
+        now = time.time()
+        try:
+            with os.scandir(self.folder) as it:
+                for e in it:
+                    if e.name.startswith(_TEMP_PREFIX) and e.name.endswith(".tmp"):
+                        try:
+                            if now - e.stat().st_mtime > _STALE_TEMP_S:
+                                _remove_quietly(Path(e.path))
+                        except OSError:
+                            pass
+        except OSError:
+            pass
+
+    # ------------------------------------------------------------------ size
+    def usage_bytes(self) -> int:
+        """Bytes used by the entries in the folder."""
+        total = 0
+        for e in self._entries():
+            try:
+                total += e.stat().st_size
+            except OSError:
+                pass
+        return total
+
+    def __len__(self) -> int:
+        return len(self._entries())
+
+    def _enforce_limit(self, keep: Path | None = None) -> list[Path]:
+        if self.max_bytes is None:
+            return []
+        return self.evict(self.max_bytes, keep=keep)
+
+    def evict(self, max_bytes: int, keep: Path | None = None) -> list[Path]:
+        """Delete least recently used entries until at most ``max_bytes`` remain; return what was deleted.
+
+        ``keep`` (the entry just written) is never deleted, even when it alone is
+        larger than the limit.
+        """
+        entries = []
+        for e in self._entries():
+            try:
+                st = e.stat()
+            except OSError:
+                continue
+            entries.append((st.st_mtime_ns, e.name, st.st_size, Path(e.path)))
+        total = sum(size for _, _, size, _ in entries)
+        removed = []
+        for _, _, size, path in sorted(entries):
+            if total <= max_bytes:
+                break
+            if keep is not None and path == keep:
+                continue
+            if _remove_quietly(path):
+                total -= size
+                removed.append(path)
+        if removed:
+            logger.info("embedding cache %s over its limit: removed %d old entries", self.folder, len(removed))
+        return removed
+
+    def clear(self) -> int:
+        """Delete every entry (and leftover temporary file); return the bytes freed."""
+        freed = 0
+        try:
+            with os.scandir(self.folder) as it:
+                names = [
+                    e for e in it
+                    if e.name.endswith(SUFFIX) or (e.name.startswith(_TEMP_PREFIX) and e.name.endswith(".tmp"))
+                ]
+        except FileNotFoundError:
+            return 0
+        for e in names:
+            try:
+                size = e.stat().st_size
+            except OSError:
+                size = 0
+            if _remove_quietly(Path(e.path)):
+                freed += size
+        return freed
+
+
+# ---------------------------------------------------------------------- format
+def _serialise(key: SliceKey, embedding: ImageEmbedding) -> bytes:
+    features = embedding.features.detach().to("cpu", torch.float32).numpy()
+    payload = np.clip(features, -_F16_MAX, _F16_MAX).astype("<f2").tobytes()
+    header = {
+        "format": FORMAT_VERSION,
+        "fingerprint": key.fingerprint,
+        "model_id": key.model_id,
+        "preprocessing": key.preprocessing,
+        "original_size": list(embedding.original_size),
+        "input_size": list(embedding.input_size),
+        "shape": list(features.shape),
+        "dtype": "<f2",
+        "payload_bytes": len(payload),
+        "checksum": hashlib.blake2b(payload, digest_size=16).hexdigest(),
+    }
+    head = json.dumps(header, sort_keys=True).encode()
+    start = len(MAGIC) + _HEADER_LEN.size + len(head)
+    padding = b"\x00" * (-start % _ALIGN)
+    return b"".join((MAGIC, _HEADER_LEN.pack(len(head)), head, padding, payload))
+
+
+def _parse_header(data: bytes) -> tuple[dict, int]:
+    """The header of a stored file and where its payload starts; ValueError when unreadable."""
+    fixed = len(MAGIC) + _HEADER_LEN.size
+    if len(data) < fixed or data[: len(MAGIC)] != MAGIC:
+        raise ValueError("not an embedding file (wrong signature)")
+    (head_len,) = _HEADER_LEN.unpack_from(data, len(MAGIC))
+    if fixed + head_len > len(data):
+        raise ValueError("header cut short")
+    try:
+        header = json.loads(data[fixed : fixed + head_len].decode())
+        shape = [int(v) for v in header["shape"]]
+        expected = int(header["payload_bytes"])
+        if not isinstance(header["checksum"], str):
+            raise ValueError("bad checksum field")
+        if header["dtype"] != "<f2" or len(shape) != 4 or shape[0] != 1 or min(shape) < 1:
+            raise ValueError(f"unexpected layout {header['dtype']} {shape}")
+        for name in ("original_size", "input_size"):
+            if len(header[name]) != 2:
+                raise ValueError(f"bad {name}")
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"unreadable header ({err})") from None
+    start = fixed + head_len
+    start += -start % _ALIGN
+    return header, start
+
+
+def _parse(data: bytes) -> tuple[dict, memoryview]:
+    """Header and payload of a stored file; ValueError when the file is not a complete entry."""
+    header, start = _parse_header(data)
+    shape = [int(v) for v in header["shape"]]
+    expected = int(header["payload_bytes"])
+    payload = memoryview(data)[start:]
+    if len(payload) != expected or expected != 2 * int(np.prod(shape)):
+        raise ValueError(f"payload has {len(payload)} bytes, expected {expected}")
+    if hashlib.blake2b(payload, digest_size=16).hexdigest() != header["checksum"]:
+        raise ValueError("checksum mismatch")
+    return header, payload
+
+
+def _header_matches(header: dict, key: SliceKey) -> bool:
+    return (
+        header.get("format") == FORMAT_VERSION
+        and header.get("fingerprint") == key.fingerprint
+        and header.get("model_id") == key.model_id
+        and header.get("preprocessing") == key.preprocessing
+    )
+
+
+def _fsync_folder(folder: Path) -> None:
+    # Makes the rename itself durable on POSIX; not possible (nor needed) on Windows.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove_quietly(path: Path) -> bool:
+    try:
+        path.unlink()
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        logger.warning("cannot delete %s: %s", path, err)
+        return False
