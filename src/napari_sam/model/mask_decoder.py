@@ -51,30 +51,42 @@ class MaskDecoder(nn.Module):
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
         multimask_output: bool,
+        prepared: dict | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (low-res mask logits (B, M, 4h, 4w), IoU predictions (B, M)); M = 3 or 1.
 
         ``image_embeddings`` is (1, C, h, w) shared by all B prompts, or (B, C, h, w).
+        ``prepared``: :meth:`prepare_image` of the same image and dense prompt.
         """
-        masks, iou_pred = self.predict_masks(image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings)
+        masks, iou_pred = self.predict_masks(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, prepared
+        )
         picked = slice(1, None) if multimask_output else slice(0, 1)
         return masks[:, picked], iou_pred[:, picked]
 
-    def predict_masks(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings):
+    def prepare_image(self, image_embeddings, image_pe, dense_prompt_embeddings) -> dict:
+        """Prompt-independent work for one (1, C, h, w) image and dense prompt, reusable across clicks."""
+        dtype = self.iou_token.weight.dtype
+        src = image_embeddings.to(dtype) + dense_prompt_embeddings.to(dtype)
+        return self.transformer.prepare_image(src, image_pe.to(dtype))
+
+    def predict_masks(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, prepared=None):
         """All four masks and IoU predictions, (B, 4, 4h, 4w) and (B, 4)."""
         B = sparse_prompt_embeddings.shape[0]
         dtype = self.iou_token.weight.dtype
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([output_tokens.unsqueeze(0).expand(B, -1, -1), sparse_prompt_embeddings.to(dtype)], dim=1)
+        _, C, h, w = image_embeddings.shape
 
-        src = image_embeddings.to(dtype)
-        if src.shape[0] != B:
-            src = src.expand(B, -1, -1, -1)
-        src = src + dense_prompt_embeddings.to(dtype)
-        pos_src = image_pe.to(dtype).expand(B, -1, -1, -1)
-        _, C, h, w = src.shape
-
-        hs, src = self.transformer(src, pos_src, tokens)
+        if prepared is not None:
+            hs, src = self.transformer(None, None, tokens, prepared=prepared)
+        else:
+            src = image_embeddings.to(dtype)
+            if src.shape[0] != B:
+                src = src.expand(B, -1, -1, -1)
+            src = src + dense_prompt_embeddings.to(dtype)
+            pos_src = image_pe.to(dtype).expand(B, -1, -1, -1)
+            hs, src = self.transformer(src, pos_src, tokens)
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
 

@@ -33,6 +33,8 @@ class SamPredictor:
         self.encoder_dtype = pick_precision(precision, self.device)
         self._encoder = self._encoder_for(self.encoder_dtype)
         self._embedding: ImageEmbedding | None = None
+        self._dense_pe: torch.Tensor | None = None
+        self._prepared: tuple[ImageEmbedding, dict] | None = None
 
     # ----------------------------------------------------------------- embedding
     def _encoder_for(self, dtype: torch.dtype):
@@ -50,6 +52,7 @@ class SamPredictor:
             resized, self.model.pixel_mean, self.model.pixel_std, self.model.image_size, self.device, self.encoder_dtype
         )
         features = self._encoder(x).float()
+        self._prepared = None
         self._embedding = ImageEmbedding(
             features=features,
             original_size=prepared.rgb.shape[:2],
@@ -71,10 +74,12 @@ class SamPredictor:
         expected = (self.model.prompt_encoder.embed_dim, *self.model.prompt_encoder.image_embedding_size)
         if tuple(embedding.features.shape[1:]) != expected:
             raise ValueError(f"embedding features have shape {tuple(embedding.features.shape)}, expected (1, {expected})")
+        self._prepared = None
         self._embedding = embedding.to(self.device, torch.float32)
 
     def reset_image(self) -> None:
         self._embedding = None
+        self._prepared = None
 
     @property
     def is_image_set(self) -> bool:
@@ -144,18 +149,34 @@ class SamPredictor:
         out[..., 1] *= h / H
         return out
 
+    def _image_pe(self) -> torch.Tensor:
+        # Fixed for a model: computed once instead of at every click.
+        if self._dense_pe is None:
+            self._dense_pe = self.model.prompt_encoder.get_dense_pe()
+        return self._dense_pe
+
+    def _prepared_image(self, emb: ImageEmbedding, dense: torch.Tensor) -> dict:
+        """The decoder's prompt-independent work for this embedding (no mask prompt)."""
+        if self._prepared is None or self._prepared[0] is not emb:
+            self._prepared = (emb, self.model.mask_decoder.prepare_image(emb.features, self._image_pe(), dense))
+        return self._prepared[1]
+
     @torch.inference_mode()
     def _decode(self, emb, points, labels, boxes, masks, multimask_output: bool):
         model = self.model
         sparse, dense = model.prompt_encoder(
             points=(points, labels) if points is not None else None, boxes=boxes, masks=masks
         )
+        # Without a mask prompt the dense input is a constant, so the image
+        # side of the decoder's first block can be reused across clicks.
+        prepared = self._prepared_image(emb, dense[:1]) if masks is None else None
         low_res, iou = model.mask_decoder(
             image_embeddings=emb.features,
-            image_pe=model.prompt_encoder.get_dense_pe(),
+            image_pe=self._image_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=multimask_output,
+            prepared=prepared,
         )
         return low_res.float(), iou.float()
 

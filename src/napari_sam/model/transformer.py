@@ -32,12 +32,25 @@ class Attention(nn.Module):
         B, N, C = x.shape
         return x.reshape(B, N, self.num_heads, C // self.num_heads).transpose(1, 2)
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        q = self._heads(self.q_proj(q))
-        k = self._heads(self.k_proj(k))
-        v = self._heads(self.v_proj(v))
-        out = F.scaled_dot_product_attention(q, k, v)
-        B, H, N, D = out.shape
+    def project_q(self, x):
+        return self._heads(self.q_proj(x))
+
+    def project_k(self, x):
+        return self._heads(self.k_proj(x))
+
+    def project_v(self, x):
+        return self._heads(self.v_proj(x))
+
+    def forward(self, q, k, v, *, projected: dict | None = None) -> torch.Tensor:
+        """Attend q to (k, v). ``projected`` may hold already projected "q"/"k"/"v"
+        (per-image work the predictor caches across prompts)."""
+        projected = projected or {}
+        qh = projected["q"] if "q" in projected else self.project_q(q)
+        kh = projected["k"] if "k" in projected else self.project_k(k)
+        vh = projected["v"] if "v" in projected else self.project_v(v)
+        B = max(qh.shape[0], kh.shape[0])
+        out = F.scaled_dot_product_attention(qh.expand(B, -1, -1, -1), kh.expand(B, -1, -1, -1), vh.expand(B, -1, -1, -1))
+        _, H, N, D = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(B, N, H * D))
 
 
@@ -55,7 +68,20 @@ class TwoWayAttentionBlock(nn.Module):
         # The first block sees tokens that already are positional encodings.
         self.skip_first_layer_pe = skip_first_layer_pe
 
-    def forward(self, queries, keys, query_pe, key_pe):
+    def image_only_projections(self, keys, key_pe) -> dict:
+        """The projections of this block that depend on the image alone.
+
+        Valid while ``keys`` are the block's input image tokens, i.e. for the
+        first block when no mask prompt changes the image side.
+        """
+        k = keys + key_pe
+        return {
+            "token_to_image": {"k": self.cross_attn_token_to_image.project_k(k), "v": self.cross_attn_token_to_image.project_v(keys)},
+            "image_to_token": {"q": self.cross_attn_image_to_token.project_q(k)},
+        }
+
+    def forward(self, queries, keys, query_pe, key_pe, cached: dict | None = None):
+        cached = cached or {}
         if self.skip_first_layer_pe:
             queries = self.self_attn(queries, queries, queries)
         else:
@@ -65,12 +91,12 @@ class TwoWayAttentionBlock(nn.Module):
 
         k = keys + key_pe
         q = queries + query_pe
-        queries = self.norm2(queries + self.cross_attn_token_to_image(q, k, keys))
+        queries = self.norm2(queries + self.cross_attn_token_to_image(q, k, keys, projected=cached.get("token_to_image")))
 
         queries = self.norm3(queries + self.mlp(queries))
 
         q = queries + query_pe
-        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
+        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries, projected=cached.get("image_to_token")))
         return queries, keys
 
 
@@ -84,13 +110,37 @@ class TwoWayTransformer(nn.Module):
         self.final_attn_token_to_image = Attention(embedding_dim, num_heads, downsample_rate=2)
         self.norm_final_attn = LayerNorm(embedding_dim)
 
-    def forward(self, image_embedding, image_pe, point_embedding):
-        """image_embedding/image_pe (B, C, h, w), point_embedding (B, N, C) -> (tokens, image tokens)."""
-        keys = image_embedding.flatten(2).transpose(1, 2)
-        key_pe = image_pe.flatten(2).transpose(1, 2)
+    def prepare_image(self, image_embedding, image_pe) -> dict:
+        """Per-image work that does not depend on the prompt tokens.
+
+        With no mask prompt the decoder's image side is the same for every
+        click on an image; the predictor computes this once per image and
+        passes it to every ``forward`` (same numbers, less work per click).
+        """
+        keys = image_embedding.flatten(2).transpose(1, 2).contiguous()
+        key_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
+        return {"keys": keys, "key_pe": key_pe, "first_layer": self.layers[0].image_only_projections(keys, key_pe)}
+
+    def forward(self, image_embedding, image_pe, point_embedding, prepared: dict | None = None):
+        """image_embedding/image_pe (B, C, h, w), point_embedding (B, N, C) -> (tokens, image tokens).
+
+        ``prepared`` (from :meth:`prepare_image` of the same inputs) skips
+        recomputing the image-only parts; the inputs are then not read.
+        """
+        if prepared is None:
+            prepared = {
+                "keys": image_embedding.flatten(2).transpose(1, 2),
+                "key_pe": image_pe.flatten(2).transpose(1, 2),
+                "first_layer": None,
+            }
+        keys, key_pe = prepared["keys"], prepared["key_pe"]
+        B = point_embedding.shape[0]
+        if keys.shape[0] != B:
+            keys, key_pe = keys.expand(B, -1, -1), key_pe.expand(B, -1, -1)
         queries = point_embedding
-        for layer in self.layers:
-            queries, keys = layer(queries, keys, point_embedding, key_pe)
+        for i, layer in enumerate(self.layers):
+            cached = prepared["first_layer"] if i == 0 else None
+            queries, keys = layer(queries, keys, point_embedding, key_pe, cached=cached)
         q = queries + point_embedding
         k = keys + key_pe
         queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q, k, keys))

@@ -1,0 +1,105 @@
+"""Engine speed against the reference SAM packages, same random weights, one process.
+
+Prints, per model: image-embedding time of the reference (fp32) and ours
+(fp32, bf16 where the CPU has fast bf16), the speed-up, and the relative
+errors (ours fp32 vs reference; ours bf16 vs ours fp32); then the time of
+one point prompt -> 3 masks on a 1024x1024 image (SamPredictor.predict,
+post-processing included).
+
+    python benchmarks/bench_engine.py                 # vit_b and vit_t
+    python benchmarks/bench_engine.py --models vit_t --repeats 5
+
+Targets (2-core CPU with AVX512-BF16): vit_b embedding >= 3x the reference
+fp32 with rel. error <= 3e-2; vit_t >= 2x; prompt -> masks >= 1.5x.
+Timings are the minimum over --repeats runs (the least disturbed one).
+"""
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import reference  # noqa: E402  (tests/reference.py: imports the reference packages)
+from helpers import randomize_, rel_err, structured_rgb  # noqa: E402
+
+from napari_sam.model.build import build_sam  # noqa: E402
+from napari_sam.model.device import cpu_has_fast_bf16  # noqa: E402
+from napari_sam.model.predictor import SamPredictor  # noqa: E402
+
+
+def _min_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return min(times), out
+
+
+def _median_time(fn, repeats):
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def bench(model_type: str, repeats: int, prompt_repeats: int) -> None:
+    pkg = reference.mobile_sam() if model_type == "vit_t" else reference.segment_anything()
+    ref_model = randomize_(pkg.sam_model_registry[model_type](), seed=1).eval()
+    ours = build_sam(model_type)
+    ours.load_state_dict(ref_model.state_dict(), strict=True)
+    ref = pkg.SamPredictor(ref_model)
+    fp32 = SamPredictor(ours, device="cpu", precision="fp32")
+    auto = SamPredictor(ours, device="cpu", precision="auto")
+    image = structured_rgb(1024, 1024, seed=3)
+
+    print(f"\n== {model_type}: image embedding, 1024x1024 ==")
+    with torch.inference_mode():
+        t_ref, _ = _min_time(lambda: ref.set_image(image), repeats)
+    e_ref = ref.get_image_embedding()
+    t_fp32, _ = _min_time(lambda: fp32.set_image(image), repeats)
+    e_fp32 = fp32.get_image_embedding()
+    print(f"reference fp32 : {t_ref:7.2f} s")
+    print(f"ours fp32      : {t_fp32:7.2f} s   speed-up {t_ref / t_fp32:5.2f}x   rel. error vs reference {rel_err(e_fp32, e_ref):.1e}")
+    if auto.encoder_dtype != torch.float32:
+        t_auto, _ = _min_time(lambda: auto.set_image(image), repeats)
+        err = rel_err(auto.get_image_embedding(), e_fp32)
+        print(f"ours {str(auto.encoder_dtype).split('.')[1]:9s} : {t_auto:7.2f} s   speed-up {t_ref / t_auto:5.2f}x   rel. error vs ours fp32 {err:.1e}")
+    else:
+        print("ours auto      : fp32 on this machine (no fast bf16)")
+
+    print(f"== {model_type}: one point -> 3 masks at 1024x1024 (median of {prompt_repeats}) ==")
+    prompt = dict(point_coords=np.array([[500.0, 400.0]]), point_labels=np.array([1]))
+    with torch.inference_mode():
+        d_ref = _median_time(lambda: ref.predict(**prompt), prompt_repeats)
+    auto.set_embedding(fp32.embedding)
+    d_fp32 = _median_time(lambda: fp32.predict(**prompt), prompt_repeats)
+    d_auto = _median_time(lambda: auto.predict(**prompt), prompt_repeats)
+    print(f"reference      : {d_ref * 1000:7.1f} ms")
+    print(f"ours fp32      : {d_fp32 * 1000:7.1f} ms   speed-up {d_ref / d_fp32:5.2f}x")
+    print(f"ours auto      : {d_auto * 1000:7.1f} ms   speed-up {d_ref / d_auto:5.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["vit_b", "vit_t"], choices=["vit_b", "vit_l", "vit_h", "vit_t"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--prompt-repeats", type=int, default=20)
+    args = parser.parse_args()
+    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, fast bf16: {cpu_has_fast_bf16()}")
+    for model_type in args.models:
+        bench(model_type, args.repeats, args.prompt_repeats)
+
+
+if __name__ == "__main__":
+    main()
