@@ -9,6 +9,16 @@ Torch + numpy only, like :mod:`napari_sam.model`: usable without napari.
 """
 
 from .embed_stack import EmbedResult, StackEmbeddings, embed_stack, iter_stack_embeddings
+from .propagate import (
+    PropagationResult,
+    SamSliceSegmenter,
+    SlicePrompt,
+    SliceSegmentation,
+    SliceSegmenter,
+    annotations_from_labels,
+    propagate,
+    propagate_with_sam,
+)
 from .stack import check_stack, stack_through
 from .store import CacheWriteError, EmbeddingStore, SliceKey, default_folder
 
@@ -16,11 +26,19 @@ __all__ = [
     "CacheWriteError",
     "EmbedResult",
     "EmbeddingStore",
+    "PropagationResult",
+    "SamSliceSegmenter",
+    "SlicePrompt",
+    "SliceSegmentation",
+    "SliceSegmenter",
     "SliceKey",
     "StackEmbeddings",
+    "annotations_from_labels",
     "check_stack",
     "default_folder",
     "embed_stack",
     "iter_stack_embeddings",
+    "propagate",
+    "propagate_with_sam",
     "stack_through",
 ]
