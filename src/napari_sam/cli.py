@@ -1,0 +1,97 @@
+"""The ``napari-sam-annotator`` command.
+
+Each subcommand has its own ``_add_<name>`` (arguments) and ``_run_<name>``
+(work) function. Expected problems (bad files, wrong sizes, an existing
+output) end with one line on stderr and a non-zero exit status, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+PROG = "napari-sam-annotator"
+
+
+def _one_line(message) -> str:
+    return " ".join(str(message).split())
+
+
+def _add_train(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train or fine-tune a SAM model on generated nuclei or your own labelled images",
+        description=(
+            "Train SAM with simulated clicks and boxes. --data generated uses synthetic nuclei; a folder DIR "
+            "must hold DIR/images/NAME.tif and DIR/labels/NAME.tif (integer labels, 0 = background). "
+            "An interrupted run is saved next to --out as OUT.partial and continued by running the same "
+            "command again."
+        ),
+    )
+    p.add_argument("--data", default="generated", help="'generated' or a folder with images/ and labels/ (default generated)")
+    p.add_argument("--init", default="none",
+                   help="weights to start from: 'none' (random), a model name (demo, vit_t, vit_b, ...) or a checkpoint file")
+    p.add_argument("--size", default=None,
+                   help="model size: demo, tiny, vit_t, vit_b, ... (default: the size of --init, or demo)")
+    p.add_argument("--out", required=True, help="file to write the trained model to (e.g. model.pt)")
+    p.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
+    p.add_argument("--batch-size", type=int, default=4, help="images per step (default 4)")
+    p.add_argument("--objects", type=int, default=8, help="objects prompted per image and step (default 8)")
+    p.add_argument("--rounds", type=int, default=3, help="prompt rounds per object: first prompt + corrective clicks (default 3)")
+    p.add_argument("--lr", type=float, default=4e-4, help="peak learning rate (default 4e-4)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
+    p.add_argument("--save-every", type=int, default=50, help="steps between resumable checkpoints (default 50)")
+    p.add_argument("--log-every", type=int, default=10, help="steps between progress lines (default 10)")
+    p.add_argument("--half", action="store_true", help="store the final weights in float16 (half the file size)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    resume = p.add_mutually_exclusive_group()
+    resume.add_argument("--resume", action="store_true", help="continue the unfinished run (error if there is none)")
+    resume.add_argument("--restart", action="store_true", help="discard an unfinished run and start again")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args) -> int:
+    from napari_sam.model.checkpoint import CheckpointError
+    from napari_sam.model.zoo import DownloadError
+    from napari_sam.training import TrainingInterrupted, TrainOptions, train
+
+    options = TrainOptions(
+        out=args.out, data=args.data, size=args.size, init=args.init, steps=args.steps,
+        batch_size=args.batch_size, objects_per_image=args.objects, rounds=args.rounds, lr=args.lr,
+        seed=args.seed, device=args.device, overwrite=args.overwrite, resume=args.resume,
+        restart=args.restart, half=args.half, save_every=args.save_every, log_every=args.log_every,
+    )
+    try:
+        train(options, log=lambda line: print(line, flush=True))
+    except TrainingInterrupted as err:
+        print(f"{PROG} train: {_one_line(err)}", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, CheckpointError, DownloadError) as err:
+        print(f"{PROG} train: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"{PROG}: warning: {_one_line(message)}", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Segment Anything for microscopy: command-line tools.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    _add_train(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

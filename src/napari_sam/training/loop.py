@@ -1,0 +1,364 @@
+"""The training loop: images -> simulated clicks and boxes -> SAM learns to segment.
+
+No napari or Qt here: this runs headless (``napari-sam-annotator train``).
+
+One step: a batch of images is embedded once; for up to ``objects_per_image``
+objects per image the first prompt is a point inside the object or a jittered
+box around it; then ``rounds - 1`` corrective clicks follow, each drawn from
+where the previous answer was wrong, with that answer's low-resolution logits
+given back as mask input (SAM's interactive training). The loss of every round
+is averaged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from napari_sam.model.build import SamConfig, build_sam, config_from_state_dict, load_weights
+from napari_sam.model.device import pick_device
+
+from . import checkpoints
+from .config import training_config
+from .data import draw_prepared, encoder_batch, open_source
+from .losses import mask_iou, sam_loss
+from .prompts import error_point, jittered_box, random_point_inside
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped early (Ctrl+C); the state to resume from was saved."""
+
+    def __init__(self, message: str, step: int, partial: Path):
+        super().__init__(message)
+        self.step = step
+        self.partial = partial
+
+
+@dataclass
+class TrainOptions:
+    out: Path
+    data: str | Path = "generated"
+    size: str | SamConfig | None = None  # None: the --init model's size, or "demo"
+    init: str | Path | None = None  # None/"none", a zoo name, or a checkpoint file
+    steps: int = 2000
+    batch_size: int = 4
+    objects_per_image: int = 8
+    rounds: int = 3  # first prompt + corrective clicks
+    box_fraction: float = 0.5  # share of objects whose first prompt is a box
+    lr: float = 4e-4
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.05
+    seed: int = 0
+    device: str | None = "auto"
+    overwrite: bool = False
+    resume: bool = False  # require an unfinished run to continue
+    restart: bool = False  # discard an unfinished run instead of continuing it
+    half: bool = False  # store the final weights in float16
+    save_every: int = 50
+    log_every: int = 10
+
+
+@dataclass
+class TrainResult:
+    path: Path
+    config: SamConfig
+    steps: int
+    seconds: float
+    last_loss: float
+    last_miou: float
+
+
+def _check_options(o: TrainOptions) -> None:
+    def positive_int(name):
+        v = getattr(o, name)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a whole number >= 1, got {v!r}")
+
+    for name in ("steps", "batch_size", "objects_per_image", "rounds", "save_every", "log_every"):
+        positive_int(name)
+    if not (isinstance(o.lr, (int, float)) and math.isfinite(o.lr) and o.lr > 0):
+        raise ValueError(f"--lr must be a positive number, got {o.lr!r}")
+    if not 0 <= o.box_fraction <= 1:
+        raise ValueError(f"box_fraction must lie in [0, 1], got {o.box_fraction}")
+    if o.resume and o.restart:
+        raise ValueError("--resume and --restart contradict each other; pass one of them")
+
+
+def _same_architecture(a: SamConfig, b: SamConfig) -> bool:
+    return dataclasses.replace(a, model_type="custom") == dataclasses.replace(b, model_type="custom")
+
+
+def describe_config(cfg: SamConfig) -> str:
+    if cfg.encoder == "tiny_vit":
+        return f"TinyViT {list(cfg.tiny_embed_dims)} at {cfg.image_size} px"
+    return (
+        f"ViT width {cfg.encoder_dim}, depth {cfg.encoder_depth}, patch {cfg.patch_size} at {cfg.image_size} px, "
+        f"decoder width {cfg.prompt_dim}"
+    )
+
+
+def initial_model(init, size) -> tuple[torch.nn.Module, str]:
+    """The model to start from: random weights of ``size``, or the weights of ``init``."""
+    if init is None or (isinstance(init, str) and init.lower() == "none"):
+        cfg = training_config(size if size is not None else "demo")
+        return build_sam(cfg), "random weights"
+    from napari_sam.model.checkpoint import read_state_dict
+    from napari_sam.model.zoo import MODELS, fetch_checkpoint
+
+    if isinstance(init, str) and init in MODELS:
+        path = fetch_checkpoint(init)
+        origin = f"model '{init}'"
+    else:
+        path = Path(init).expanduser()
+        if not path.is_file():
+            raise ValueError(
+                f"--init {init}: neither a known model ({', '.join(MODELS)}, none) nor an existing checkpoint file"
+            )
+        origin = str(path)
+    state = read_state_dict(path)
+    found = config_from_state_dict(state, source=path)
+    if size is not None:
+        wanted = training_config(size)
+        if not _same_architecture(found, wanted):
+            raise ValueError(
+                f"--init {origin} holds a {describe_config(found)} model, but --size asks for "
+                f"{describe_config(wanted)}; leave --size out to train at the size of the --init model"
+            )
+        found = wanted
+    model = build_sam(found)
+    load_weights(model, state, source=path)
+    return model, origin
+
+
+def learning_rate(step: int, total: int, peak: float, warmup_fraction: float) -> float:
+    """Linear warm-up, then a cosine decay to 5 % of the peak."""
+    warmup = max(1, int(total * warmup_fraction))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def _param_groups(model, weight_decay: float):
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        # Norms, biases, embeddings of positions and tokens are not shrunk.
+        if p.ndim < 2 or "pos_embed" in name or "rel_pos" in name or name.endswith("_token.weight"):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+# ---------------------------------------------------------------- one step
+def _select_objects(pairs, k: int, rng):
+    """Up to k random objects per image: (image index, input-size mask, low-res mask) each."""
+    image_index, masks, low_res = [], [], []
+    for i, pair in enumerate(pairs):
+        ids = pair.object_ids()
+        chosen = rng.choice(ids, size=min(k, len(ids)), replace=False)
+        for obj in chosen:
+            image_index.append(i)
+            masks.append(pair.labels == obj)
+            low_res.append(pair.low_res_labels == obj)
+    return np.array(image_index), np.stack(masks), np.stack(low_res)
+
+
+def _decode(model, embeddings, points, labels, boxes, mask_input):
+    sparse, dense = model.prompt_encoder(
+        points=(points, labels) if points is not None else None, boxes=boxes, masks=mask_input
+    )
+    return model.mask_decoder.predict_masks(embeddings, model.prompt_encoder.get_dense_pe(), sparse, dense)
+
+
+def interactive_loss(model, embeddings, masks: np.ndarray, low_res: np.ndarray, rounds: int, box_fraction: float, rng):
+    """Loss of simulated interactive segmentation of N objects.
+
+    ``embeddings`` (N, C, h, w): each object's image embedding; ``masks``
+    (N, S, S) bool at input size; ``low_res`` (N, L, L) bool. Returns
+    (loss, IoU of the shown answer after the first prompt, after the last round).
+    """
+    device = embeddings.device
+    n = len(masks)
+    S = model.image_size
+    targets = torch.from_numpy(low_res).to(device=device, dtype=torch.float32)
+    uses_box = rng.random(n) < box_fraction
+    groups = [np.flatnonzero(~uses_box), np.flatnonzero(uses_box)]
+    state = []
+    for g, is_box in zip(groups, (False, True)):
+        if len(g) == 0:
+            continue
+        if is_box:
+            boxes = np.stack([jittered_box(masks[i], rng) for i in g])
+            pts, lbl = np.zeros((len(g), 0, 2), np.float32), np.zeros((len(g), 0), np.int64)
+        else:
+            boxes = None
+            pts = np.stack([random_point_inside(masks[i], rng) for i in g])[:, None]
+            lbl = np.ones((len(g), 1), np.int64)
+        state.append({"idx": g, "boxes": boxes, "pts": pts, "lbl": lbl, "mask_in": None})
+
+    total, first_iou, last_iou = 0.0, [], []
+    for r in range(rounds):
+        round_loss = 0.0
+        for s in state:
+            g = s["idx"]
+            pts = torch.from_numpy(s["pts"]).to(device) if s["pts"].shape[1] else None
+            lbl = torch.from_numpy(s["lbl"]).to(device) if s["pts"].shape[1] else None
+            boxes = torch.from_numpy(s["boxes"]).to(device) if s["boxes"] is not None else None
+            logits, iou_pred = _decode(model, embeddings[g], pts, lbl, boxes, s["mask_in"])
+            out = sam_loss(logits, iou_pred, targets[g])
+            round_loss = round_loss + out["total"] * len(g) / n
+            # What the user is shown: after one prompt the candidate the model
+            # rates best (multimask output), afterwards the single answer.
+            with torch.no_grad():
+                shown = iou_pred[:, 1:].argmax(dim=1) + 1 if r == 0 else torch.zeros(len(g), dtype=torch.long, device=device)
+                shown_logits = logits[torch.arange(len(g), device=device), shown][:, None].detach()
+                ious = out["true_iou"][torch.arange(len(g), device=device), shown]
+                if r == 0:
+                    first_iou.append(ious)
+                if r == rounds - 1:
+                    last_iou.append(ious)
+                if r < rounds - 1:
+                    seen = F.interpolate(shown_logits, (S, S), mode="bilinear", align_corners=False)[:, 0] > 0
+                    seen = seen.cpu().numpy()
+                    clicks = [error_point(seen[j], masks[i], rng) for j, i in enumerate(g)]
+                    s["pts"] = np.concatenate([s["pts"], np.stack([c[0] for c in clicks])[:, None]], axis=1)
+                    s["lbl"] = np.concatenate([s["lbl"], np.array([[c[1]] for c in clicks], np.int64)], axis=1)
+                    s["mask_in"] = shown_logits
+        total = total + round_loss / rounds
+    return total, torch.cat(first_iou).mean().item(), torch.cat(last_iou).mean().item()
+
+
+# ---------------------------------------------------------------- the run
+def _format_eta(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def train(options: TrainOptions, log=print) -> TrainResult:
+    """Train (or continue training) a SAM model; see :class:`TrainOptions`."""
+    o = options
+    _check_options(o)
+    out = Path(o.out).expanduser()
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give the file name of the model to write (e.g. model.pt)")
+    if not out.parent.is_dir():
+        raise ValueError(f"--out {out}: the folder {out.parent} does not exist")
+    if out.exists() and not o.overwrite:
+        raise ValueError(f"{out} exists already; pass --overwrite to replace it or choose another --out")
+    partial = checkpoints.partial_path(out)
+    if o.resume and not partial.exists():
+        raise ValueError(f"--resume: there is no unfinished run to continue ({partial} does not exist)")
+    if o.restart and partial.exists():
+        partial.unlink()
+
+    device = pick_device(o.device)
+    source = open_source(o.data)
+    resumed = None
+    if partial.exists():
+        resumed = checkpoints.load_training_state(partial)
+        cfg = checkpoints.config_from_dict(resumed["config"])
+        if o.size is not None and not _same_architecture(cfg, training_config(o.size)):
+            raise ValueError(
+                f"the unfinished run {partial} trains a {describe_config(cfg)} model, not --size {o.size}; "
+                "pass --restart to start a new run"
+            )
+        model = build_sam(cfg)
+        load_weights(model, resumed["model"], source=partial)
+        origin = f"unfinished run {partial}"
+    else:
+        torch.manual_seed(o.seed)  # random initial weights are part of the seeded run
+        model, origin = initial_model(o.init, o.size)
+        cfg = model.config
+    model.to(device).train()
+
+    optimizer = torch.optim.AdamW(_param_groups(model, o.weight_decay), lr=o.lr, betas=(0.9, 0.999))
+    rng = np.random.default_rng(o.seed)
+    start = 0
+    if resumed is not None:
+        optimizer.load_state_dict(resumed["optimizer"])
+        start = int(resumed["step"])
+        torch.set_rng_state(resumed["torch_rng"])
+        rng.bit_generator.state = resumed["numpy_rng"]
+        if start >= o.steps:
+            raise ValueError(
+                f"the unfinished run {partial} is at step {start} already; ask for more --steps or pass --restart"
+            )
+        log(f"resuming {partial} at step {start} of {o.steps}")
+    log(f"training {describe_config(cfg)} from {origin} on {source.description}, device {device}")
+
+    run_options = {"data": str(o.data), "seed": o.seed, "batch_size": o.batch_size, "steps": o.steps}
+    low_res_size = model.prompt_encoder.mask_input_size[0]
+    step = start
+    t0 = time.perf_counter()
+    loss_avg = miou_avg = miou1_avg = None
+    try:
+        for step in range(start, o.steps):
+            lr = learning_rate(step, o.steps, o.lr, o.warmup_fraction)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            pairs = [draw_prepared(source, o.seed, step, b, cfg.image_size, low_res_size) for b in range(o.batch_size)]
+            image_index, masks, low_res = _select_objects(pairs, o.objects_per_image, rng)
+            embeddings = model.image_encoder(encoder_batch(pairs, model))
+            loss, miou1, miou = interactive_loss(
+                model, embeddings[torch.from_numpy(image_index).to(device)], masks, low_res, o.rounds, o.box_fraction, rng
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+
+            value = loss.item()
+            if not math.isfinite(value):
+                raise ValueError(f"the loss became {value} at step {step + 1}; lower --lr and start again (--restart)")
+            smooth = 0.9 if loss_avg is not None else 0.0
+            loss_avg = smooth * (loss_avg or 0.0) + (1 - smooth) * value
+            miou_avg = smooth * (miou_avg or 0.0) + (1 - smooth) * miou
+            miou1_avg = smooth * (miou1_avg or 0.0) + (1 - smooth) * miou1
+            done = step + 1
+            if done % o.log_every == 0 or done == o.steps:
+                rate = (done - start) / (time.perf_counter() - t0)
+                log(
+                    f"step {done}/{o.steps}  loss {loss_avg:.4f}  mIoU {miou1_avg:.3f} first prompt, "
+                    f"{miou_avg:.3f} after {o.rounds} round(s)  lr {lr:.2e}  {rate:.2f} it/s  "
+                    f"ETA {_format_eta((o.steps - done) / rate)}"
+                )
+            if done % o.save_every == 0 and done < o.steps:
+                checkpoints.save_training_state(
+                    partial, model=model, optimizer=optimizer, step=done, config=cfg, options=run_options, numpy_rng=rng
+                )
+    except KeyboardInterrupt:
+        checkpoints.save_training_state(
+            partial, model=model, optimizer=optimizer, step=step, config=cfg, options=run_options, numpy_rng=rng
+        )
+        raise TrainingInterrupted(
+            f"interrupted at step {step}; the run was saved to {partial}: run the same command again to continue",
+            step,
+            partial,
+        ) from None
+
+    model.eval()
+    weights = checkpoints.model_weights(model, half=o.half)
+    # The file must describe its own architecture: load_model infers it from the weights.
+    if not _same_architecture(config_from_state_dict(weights), cfg):
+        raise ValueError(f"internal error: the weights of {describe_config(cfg)} do not describe that architecture")
+    if out.exists() and not o.overwrite:  # appeared while we trained
+        raise ValueError(f"{out} appeared during training; the run is kept in {partial}, pass --overwrite")
+    checkpoints.save_atomic(weights, out)
+    if partial.exists():
+        partial.unlink()
+    seconds = time.perf_counter() - t0
+    log(f"saved {out} after {o.steps} steps ({_format_eta(seconds)} this session)")
+    return TrainResult(out, cfg, o.steps, seconds, loss_avg if loss_avg is not None else float("nan"),
+                       miou_avg if miou_avg is not None else float("nan"))
