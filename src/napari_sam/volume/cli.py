@@ -1,0 +1,161 @@
+"""``napari-sam-annotator embed``: fill the embedding cache for a stack without a display.
+
+Useful on a GPU node or overnight: the annotator then opens the same stack
+and finds every slice's embedding in the cache. Usage::
+
+    napari-sam-annotator embed stack.tif --model vit_t [--cache DIR] [--device cuda] [--precision bf16]
+
+The stack is a 3D TIFF (slices, rows, columns) or a .npy file; for images
+with more axes (t, z, y, x) every z-stack is embedded (``--axis`` picks the
+axis walked through, as in the annotator). Slices already in the cache are
+not computed again, so an interrupted run (Ctrl-C) resumes where it stopped.
+
+The main command line calls :func:`add_embed_command` to add the sub-command;
+its handler is :func:`run_embed`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def add_embed_command(subparsers) -> argparse.ArgumentParser:
+    """Add the ``embed`` sub-command to ``subparsers`` (from ``ArgumentParser.add_subparsers()``).
+
+    The sub-parser's defaults hold ``func=run_embed``: call ``args.func(args)``.
+    """
+    parser = subparsers.add_parser(
+        "embed",
+        help="compute and cache the SAM embeddings of every slice of a stack",
+        description="Compute the SAM embedding of every slice of a 3D stack and keep them in the embedding "
+        "cache, so the annotator loads them instead of computing them. Slices already cached are skipped.",
+    )
+    parser.add_argument("stack", type=Path, help="a 3D stack: TIFF (.tif/.tiff) or NumPy (.npy) file")
+    parser.add_argument("--model", default="vit_t", help="model name (e.g. vit_t, vit_b) or checkpoint file (default: vit_t)")
+    parser.add_argument("--cache", type=Path, default=None, help="embedding cache folder (default: the per-user cache)")
+    parser.add_argument(
+        "--cache-limit-gb", type=float, default=None,
+        help="size limit of the cache in GB; the least recently used embeddings are removed beyond it (default: 5)",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps (default: auto)")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="image encoder precision")
+    parser.add_argument(
+        "--axis", type=int, default=-3,
+        help="for images with more than 3 axes: the axis to walk through (default -3, z of t,z,y,x)",
+    )
+    parser.add_argument("--rgb", action="store_true", help="slices are RGB(A): the last axis holds the colours")
+    parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    parser.set_defaults(func=run_embed)
+    return parser
+
+
+def run_embed(args: argparse.Namespace, out=None) -> int:
+    """Handle ``embed``; prints progress and a summary to ``out`` (default stderr) and returns the exit code."""
+    out = sys.stderr if out is None else out
+
+    def say(text: str) -> None:
+        print(text, file=out, flush=True)
+
+    from ..model import CheckpointError, DownloadError, SamPredictor, load_model
+    from .embed_stack import StackEmbeddings, iter_stack_embeddings
+    from .stack import check_stack, stack_through
+    from .store import DEFAULT_MAX_BYTES, CacheWriteError, EmbeddingStore
+
+    try:
+        image = read_stack_file(args.stack)
+        stacks = list(_stacks_of(image, args.axis, args.rgb, check_stack, stack_through))
+        limit = DEFAULT_MAX_BYTES if args.cache_limit_gb is None else _gigabytes(args.cache_limit_gb)
+        store = EmbeddingStore(args.cache, max_bytes=limit)
+    except (ValueError, TypeError, OSError) as err:
+        say(f"error: {err}")
+        return EXIT_BAD_INPUT
+
+    try:
+        model = load_model(args.model, device=args.device)
+        predictor = SamPredictor(model, precision=args.precision)
+    except (ValueError, TypeError, CheckpointError, DownloadError) as err:
+        say(f"error: {err}")
+        return EXIT_BAD_INPUT
+
+    total = sum(len(s) for _, s in stacks)
+    say(f"embedding {total} slices of {args.stack} with {model.model_name} on {predictor.device} into {store.folder}")
+    computed = loaded = 0
+    start = time.perf_counter()
+    try:
+        for where, stack in stacks:
+            embeddings = StackEmbeddings(predictor, stack, store, rgb=args.rgb, cache_errors="raise", keep_in_memory=False)
+            for item in iter_stack_embeddings(embeddings):
+                computed += item.computed
+                loaded += not item.computed
+                if not args.quiet:
+                    how = "computed" if item.computed else "from the cache"
+                    say(f"[{computed + loaded}/{total}] {where}slice {item.index}: {how}")
+    except KeyboardInterrupt:
+        say(f"interrupted after {computed + loaded} of {total} slices; they are saved: run again to resume")
+        return EXIT_INTERRUPTED
+    except CacheWriteError as err:
+        say(f"error: {err}")
+        return EXIT_FAILED
+    seconds = time.perf_counter() - start
+    say(
+        f"done: {total} slices, {computed} computed, {loaded} from the cache in {seconds:.1f} s; "
+        f"cache {store.folder} holds {store.usage_bytes() / 1e6:.1f} MB"
+    )
+    return EXIT_OK
+
+
+def read_stack_file(path) -> np.ndarray:
+    """A stack from a TIFF or .npy file (memory-mapped where possible); clear errors otherwise."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ValueError(f"the file {path} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a TIFF (.tif/.tiff) or NumPy (.npy) file")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as err:
+            raise ValueError(f"cannot read {path} as a NumPy array: {err}") from None
+    if suffix in (".tif", ".tiff"):
+        import tifffile
+
+        try:
+            return tifffile.imread(path)
+        except (ValueError, tifffile.TiffFileError) as err:
+            raise ValueError(f"cannot read {path} as a TIFF: {err}") from None
+    raise ValueError(f"{path} is neither a TIFF (.tif/.tiff) nor a NumPy (.npy) file")
+
+
+def _stacks_of(image, axis, rgb, check_stack, stack_through):
+    """(label, 3D stack) for every stack of ``image`` along ``axis``."""
+    plane_axes = 3 if rgb else 2
+    ndim = image.ndim
+    if ndim <= plane_axes + 1:
+        yield "", check_stack(image, rgb=rgb)
+        return
+    # Positions of every leading axis other than the walked one.
+    lead = ndim - plane_axes
+    walked = axis % ndim if -ndim <= axis < ndim else axis
+    others = [a for a in range(lead) if a != walked]
+    for combo in itertools.product(*(range(image.shape[a]) for a in others)):
+        position = [0] * ndim
+        for a, i in zip(others, combo):
+            position[a] = i
+        stack, _ = stack_through(image, position, axis=axis, rgb=rgb)
+        label = ", ".join(f"axis {a} = {i}" for a, i in zip(others, combo))
+        yield f"({label}) ", check_stack(stack, rgb=rgb)
+
+
+def _gigabytes(value: float) -> int:
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"--cache-limit-gb must be a positive number, got {value}")
+    return int(value * 1e9)

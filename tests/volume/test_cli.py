@@ -1,0 +1,79 @@
+import argparse
+import io
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from napari_sam.model.build import build_sam, tiny_config
+from napari_sam.synthetic import make_nuclei_3d
+from napari_sam.volume import EmbeddingStore
+from napari_sam.volume.cli import add_embed_command, run_embed
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(prog="napari-sam-annotator")
+    add_embed_command(parser.add_subparsers(dest="command"))
+    return parser.parse_args(argv)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    torch.manual_seed(0)
+    torch.save(build_sam(tiny_config()).state_dict(), path)
+    return path
+
+
+def embed(argv):
+    out = io.StringIO()
+    args = parse(["embed", *map(str, argv)])
+    return args.func(args, out=out), out.getvalue()
+
+
+def test_embeds_a_tiff_and_a_second_run_computes_nothing(tmp_path, checkpoint):
+    stack, _ = make_nuclei_3d((4, 40, 56), n_objects=3, seed=0, dtype=np.uint16)
+    tif = tmp_path / "stack.tif"
+    tifffile.imwrite(tif, stack)
+    cache = tmp_path / "cache"
+    code, text = embed([tif, "--model", checkpoint, "--cache", cache, "--device", "cpu", "--precision", "fp32"])
+    assert code == 0, text
+    assert "4 computed, 0 from the cache" in text
+    assert len(EmbeddingStore(cache)) == 4
+    code, text = embed([tif, "--model", checkpoint, "--cache", cache, "--device", "cpu", "--quiet"])
+    assert code == 0, text
+    assert "0 computed, 4 from the cache" in text and "slice 0" not in text
+
+
+def test_every_z_stack_of_a_4d_image(tmp_path, checkpoint):
+    tzyx = np.random.default_rng(0).integers(0, 4000, (2, 3, 32, 32), dtype=np.uint16)
+    path = tmp_path / "tzyx.npy"
+    np.save(path, tzyx)
+    code, text = embed([path, "--model", checkpoint, "--cache", tmp_path / "c", "--device", "cpu"])
+    assert code == 0, text
+    assert "6 computed" in text and "(axis 0 = 1) slice 2" in text
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: d / "missing.tif", "does not exist"),
+        (lambda d: (tifffile.imwrite(d / "plane.tif", np.zeros((32, 32), np.uint8)), d / "plane.tif")[1], "not a stack"),
+        (lambda d: ((d / "x.png").write_bytes(b"png"), d / "x.png")[1], "neither a TIFF"),
+        (lambda d: ((d / "bad.tif").write_bytes(b"not a tiff"), d / "bad.tif")[1], "cannot read"),
+    ],
+)
+def test_bad_input_gives_a_clear_message(tmp_path, checkpoint, make, message):
+    code, text = embed([make(tmp_path), "--model", checkpoint, "--cache", tmp_path / "c"])
+    assert code == 2 and "error:" in text and message in text
+
+
+def test_unknown_model_and_unwritable_cache(tmp_path, checkpoint):
+    tif = tmp_path / "s.tif"
+    tifffile.imwrite(tif, np.zeros((2, 32, 32), np.uint8))
+    code, text = embed([tif, "--model", "no-such-model", "--cache", tmp_path / "c"])
+    assert code == 2 and "no-such-model" in text
+    (tmp_path / "blocker").write_text("x")
+    code, text = embed([tif, "--model", checkpoint, "--cache", tmp_path / "blocker" / "c", "--device", "cpu"])
+    assert code == 1 and "cannot create the embedding cache folder" in text
