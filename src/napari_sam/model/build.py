@@ -162,9 +162,12 @@ def load_weights(model: Sam, state: dict, source=None) -> None:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         where = f"{source}" if source is not None else "the weights"
-        raise CheckpointError(
-            f"{where} do not fit a {_describe(model.config)} model: {str(err).splitlines()[0]}"
-        ) from None
+        # torch's first line is only a heading; the lines after it name the keys and shapes.
+        lines = [line.strip() for line in str(err).splitlines()]
+        details = "; ".join(line for line in lines[1:] if line) or lines[0]
+        if len(details) > 600:  # a wholly different model lists hundreds of keys
+            details = details[:600] + " ..."
+        raise CheckpointError(f"{where} do not fit a {_describe(model.config)} model: {details}") from None
 
 
 # Numbers only one encoder kind uses; the other kind's are ignored when comparing.
