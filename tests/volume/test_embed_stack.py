@@ -88,6 +88,12 @@ def test_damaged_entry_is_recomputed(tmp_path, predictor, stack):
     assert embed_stack(predictor, stack, store).computed == [1]
 
 
+def test_without_keeping_only_the_cache_is_filled(tmp_path, predictor, stack):
+    result = embed_stack(predictor, stack[:3], EmbeddingStore(tmp_path), keep=False)
+    assert result.complete and result.embeddings == {} and result.computed == [0, 1, 2]
+    assert len(EmbeddingStore(tmp_path)) == 3
+
+
 def test_lazy_get_computes_once(tmp_path, predictor, stack):
     sl = StackEmbeddings(predictor, stack, EmbeddingStore(tmp_path))
     assert sl.missing() == [0, 1, 2, 3, 4]

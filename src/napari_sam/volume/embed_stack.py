@@ -203,7 +203,7 @@ class EmbedResult:
 
     @property
     def complete(self) -> bool:
-        return not self.cancelled and len(self.embeddings) == self.total
+        return not self.cancelled and len(self.computed) + len(self.loaded) == self.total
 
 
 def iter_stack_embeddings(
