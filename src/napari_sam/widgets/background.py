@@ -1,0 +1,143 @@
+"""Computing slice embeddings off napari's main thread.
+
+One job runs at a time (the encoder already uses every CPU core): the slice
+on screen first, then its neighbours (prefetch), each in a napari thread
+worker that shows a progress bar in napari's activity area. A finished
+embedding goes into the shared :class:`~napari_sam.embedding_cache.EmbeddingCache`
+under its full identity (image fingerprint, slice, model, preprocessing) and
+:attr:`BackgroundEmbedder.embedded` announces its key. The widget uses it only
+if that key is still the one it needs: a result for slice 5 can never decode
+prompts on slice 6.
+
+Thread settings: PyTorch's intra-op thread count is per thread (OpenMP keeps
+it per calling thread), so a fresh worker thread may run the encoder with a
+different count than the main thread has (with napari >= 0.5 pools, often a
+much smaller one). Each job therefore sets the main thread's count in its
+worker thread before embedding; benchmarks/bench_responsiveness.py measures
+the effect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from napari.qt.threading import create_worker
+from qtpy.QtCore import QObject, Signal
+
+from ..embedding_cache import EmbeddingCache, EmbeddingKey
+
+
+@dataclass(frozen=True)
+class EmbedJob:
+    key: EmbeddingKey
+    engine: Any  # SamEngine or a stand-in with .embed(plane, intensity_range)
+    plane: Any  # the 2D (or RGB) plane, already read
+    intensity_range: tuple[float, float] | None = None
+    prefetch: bool = False
+    label: str = field(default="", compare=False)
+
+
+def run_embedding(job: EmbedJob, num_threads: int):
+    """Body of one worker: runs in the worker thread."""
+    if num_threads > 0 and torch.get_num_threads() != num_threads:
+        torch.set_num_threads(num_threads)
+    return job.engine.embed(job.plane, job.intensity_range)
+
+
+class BackgroundEmbedder(QObject):
+    """A queue of embedding jobs, run one at a time in napari thread workers."""
+
+    embedded = Signal(object)  # EmbeddingKey, now in the cache
+    failed = Signal(object, object)  # EmbedJob, exception
+    busy_changed = Signal(bool)
+
+    def __init__(self, cache: EmbeddingCache, parent=None, num_threads: int | None = None) -> None:
+        super().__init__(parent)
+        self.cache = cache
+        # Captured here, in the main thread, and applied in every worker thread.
+        self.num_threads = int(num_threads or torch.get_num_threads())
+        self._queue: list[EmbedJob] = []
+        self._running: EmbedJob | None = None
+        self._worker = None
+        self._cancelled = False
+        self.on_error: Callable[[EmbedJob, BaseException], None] | None = None
+
+    @property
+    def is_busy(self) -> bool:
+        return self._running is not None or bool(self._queue)
+
+    @property
+    def running(self) -> EmbedJob | None:
+        return self._running
+
+    def submit(self, job: EmbedJob, prefetch=()) -> None:
+        """Run ``job`` next (then ``prefetch``); replaces whatever was still waiting."""
+        wanted = [job, *prefetch]
+        running_key = self._running.key if self._running is not None else None
+        self._queue = [j for j in wanted if j.key not in self.cache and j.key != running_key]
+        self._cancelled = False
+        self._start_next()
+
+    def cancel(self) -> None:
+        """Drop waiting jobs; the running one finishes but its result is not announced."""
+        self._queue.clear()
+        if self._running is not None:
+            self._cancelled = True
+            if self._worker is not None:
+                self._worker.quit()
+        else:
+            self.busy_changed.emit(False)
+
+    def _start_next(self) -> None:
+        if self._running is not None:
+            return
+        if not self._queue:
+            self.busy_changed.emit(False)
+            return
+        job = self._queue.pop(0)
+        self._running = job
+        what = "prefetching" if job.prefetch else "embedding"
+        worker = create_worker(
+            run_embedding,
+            job,
+            self.num_threads,
+            _start_thread=False,
+            _progress={"desc": f"SAM: {what} {job.label or 'image'}"},
+            _ignore_errors=True,
+        )
+        worker.returned.connect(lambda emb, job=job: self._on_returned(job, emb))
+        worker.errored.connect(lambda err, job=job: self._on_errored(job, err))
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self.busy_changed.emit(True)
+        worker.start()
+
+    # The three handlers below run in the main thread. A worker may finish after
+    # napari closed the widget (and Qt deleted this object): then there is no
+    # one left to tell, which Qt reports as RuntimeError.
+    def _on_returned(self, job: EmbedJob, embedding) -> None:
+        self.cache.put(job.key, embedding)
+        if not self._cancelled:
+            try:
+                self.embedded.emit(job.key)
+            except RuntimeError:
+                pass
+
+    def _on_errored(self, job: EmbedJob, err: BaseException) -> None:
+        # Waiting prefetches would most likely fail the same way.
+        self._queue = [j for j in self._queue if not j.prefetch]
+        try:
+            self.failed.emit(job, err)
+        except RuntimeError:
+            pass
+
+    def _on_finished(self) -> None:
+        self._running = None
+        self._worker = None
+        self._cancelled = False
+        try:
+            self._start_next()
+        except RuntimeError:
+            pass

@@ -1,0 +1,61 @@
+"""The annotator's link to the SAM engine: embed a plane, decode a prompt.
+
+Two predictors share one model: one embeds in the background worker, the
+other decodes prompts in napari's main thread. Each keeps its own "current
+embedding", so a background embedding of the next slice can never change the
+embedding the main thread is decoding from.
+
+Tests replace :class:`SamEngine` by any object with the same four members
+(``model_id``, ``embed``, ``decode``, ``mask_prompt``); see tests/widgets.
+No Qt or napari here.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..model import SamPredictor, load_model
+from ..model.embedding import ImageEmbedding
+from ..prompts import DecodeRequest, mask_to_logits
+
+
+class SamEngine:
+    def __init__(self, model, device=None, precision: str = "auto", name: str | None = None) -> None:
+        self.encoder = SamPredictor(model, device=device, precision=precision)
+        # The decoder always runs in float32; "fp32" avoids a second low-precision encoder copy.
+        self.decoder = SamPredictor(model, device=self.encoder.device, precision="fp32")
+        self.model = model
+        self.name = name or model.weights_id
+        self.model_id = model.weights_id
+        self._decoding: ImageEmbedding | None = None
+
+    @classmethod
+    def load(cls, name_or_path, device=None, precision: str = "auto") -> "SamEngine":
+        """Load a zoo model by name or a checkpoint file (may download: call it off the main thread)."""
+        dev = None if device in (None, "auto") else device
+        model = load_model(name_or_path, device=dev)
+        return cls(model, device=dev, precision=precision, name=str(name_or_path))
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.device
+
+    def embed(self, plane, intensity_range=None) -> ImageEmbedding:
+        """The heavy part; runs in the background worker."""
+        return self.encoder.set_image(plane, intensity_range=intensity_range)
+
+    def decode(self, embedding: ImageEmbedding, request: DecodeRequest):
+        """(masks [3,H,W] bool, iou [3], low-res logits [3,h,w]) for one slice's prompt."""
+        if self._decoding is not embedding:
+            self.decoder.set_embedding(embedding)
+            self._decoding = embedding
+        return self.decoder.predict(**request.predict_kwargs())
+
+    def mask_prompt(self, mask, embedding: ImageEmbedding):
+        """An existing object's mask as SAM's (1, h, w) mask-prompt logits."""
+        return mask_to_logits(
+            mask,
+            embedding.input_size,
+            self.model.image_size,
+            tuple(self.model.prompt_encoder.mask_input_size),
+        )
