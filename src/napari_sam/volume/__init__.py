@@ -4,10 +4,13 @@
 * :mod:`.embed_stack` — embedding a whole stack, resumable and cancellable.
 * :mod:`.propagate` — segmenting an object through neighbouring slices.
 * :mod:`.stack` — checking stacks and taking one stack out of a 4D image.
+* :mod:`.commit` — which voxels a propagated object may set in a label volume.
+* :mod:`.cli` — the ``embed`` command line.
 
 Torch + numpy only, like :mod:`napari_sam.model`: usable without napari.
 """
 
+from .commit import object_paint_indices, to_image_indices
 from .embed_stack import EmbedResult, StackEmbeddings, embed_stack, iter_stack_embeddings
 from .propagate import (
     PropagationResult,
@@ -38,7 +41,9 @@ __all__ = [
     "default_folder",
     "embed_stack",
     "iter_stack_embeddings",
+    "object_paint_indices",
     "propagate",
     "propagate_with_sam",
     "stack_through",
+    "to_image_indices",
 ]
