@@ -49,7 +49,8 @@ APT_PACKAGES=(
     libdbus-1-3 libgl1 libegl1 libglib2.0-0 libfontconfig1 libfreetype6
 )
 
-say() { printf '[dev.sh] %s\n' "$*"; }
+# Elapsed seconds in every message, so a slow step shows in CI logs.
+say() { printf '[dev.sh %4ds] %s\n' "$SECONDS" "$*"; }
 die() { printf '[dev.sh] error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
@@ -69,9 +70,12 @@ deb_installed() {
 
 install_system_packages() {
     local wanted=("${APT_PACKAGES[@]}")
-    # Debian's own Python ships venv separately.
-    if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
-        wanted+=("python$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')-venv")
+    # Debian's own Python ships venv separately, and a minimal system may have
+    # no Python at all.
+    if ! command -v "$PYTHON" >/dev/null; then
+        [[ "$PYTHON" == python3 ]] && wanted+=(python3 python3-venv)
+    elif ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        wanted+=("python$(python_minor "$PYTHON")-venv")
     fi
 
     if [[ "${SKIP_APT:-0}" == 1 ]]; then
@@ -168,9 +172,9 @@ install_python_packages() {
     local torch_args
     read -r -a torch_args <<<"$TORCH_SPEC"
     say "Installing PyTorch: $TORCH_SPEC"
-    "$py" -m pip install "${torch_args[@]}"
+    "$py" -m pip install --progress-bar off "${torch_args[@]}"
     say "Installing napari-sam-annotator[$extras] (editable)"
-    "$py" -m pip install -e ".[$extras]"
+    "$py" -m pip install --progress-bar off -e ".[$extras]"
 
     # PyPI's torchvision does not load beside some torch builds; nothing here
     # needs it, so say so if something pulled it in.
@@ -193,8 +197,8 @@ run_tests() {
     command -v xvfb-run >/dev/null || die "xvfb-run not found: install Xvfb (Debian/Ubuntu package: xvfb)"
     say "Running: xvfb-run -a python -m pytest -q $*"
     local rc=0
-    # A 24-bit screen: napari's OpenGL canvas cannot start on xvfb-run's
-    # default 8-bit one.
+    # Screen spelled out: older xvfb-run versions default to 640x480 with 8-bit
+    # colour, on which napari's OpenGL canvas may not start.
     xvfb-run -a -s "-screen 0 1280x1024x24" "$VENV/bin/python" -m pytest -q "$@" || rc=$?
     if [[ $rc -eq 5 ]]; then
         say "pytest collected no tests: counting that as a failure."
