@@ -1,0 +1,74 @@
+"""The annotator with the real engine: vit_t at full size (random weights), and the shipped demo model."""
+
+import numpy as np
+import pytest
+
+from napari_sam.model.build import build_sam
+from napari_sam.widgets.annotator import AnnotatorWidget
+from napari_sam.widgets.engine import SamEngine
+
+TIMEOUT_MS = 120000
+
+
+def run_annotator(make_napari_viewer, qtbot, image, factory, **kwargs):
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(image, **kwargs)
+    w = AnnotatorWidget(viewer, engine_factory=factory, autoload=False)
+    viewer.window.add_dock_widget(w)
+    w.set_image(layer)
+    w.load_model("test-model")
+    qtbot.waitUntil(
+        lambda: w.engine is not None and w._current_key is not None and w._current_key in w.cache, timeout=TIMEOUT_MS
+    )
+    w.embedder.cancel()  # no prefetch: keep the test short
+    qtbot.waitUntil(w.is_idle, timeout=TIMEOUT_MS)
+    return viewer, w
+
+
+def test_vit_t_full_size_gives_three_candidates_in_the_widget(make_napari_viewer, qtbot):
+    model = build_sam("vit_t")  # random weights, real architecture and 1024 input
+    factory = lambda *args: SamEngine(model, device="cpu", precision="fp32")  # noqa: E731
+    image = np.random.default_rng(0).integers(0, 4000, (3, 90, 120)).astype(np.uint16)
+    viewer, w = run_annotator(make_napari_viewer, qtbot, image, factory)
+    emb = w.cache.get(w._current_key)
+    assert tuple(emb.features.shape) == (1, 256, 64, 64)
+    assert emb.original_size == (90, 120)
+    z = w.current_slice()[0]  # napari opens a stack on its middle slice
+    w.points.add([z, 45, 60])
+    w.points.add([z, 20, 20])
+    cands = w.current_candidates()
+    assert cands.masks.shape == (3, 90, 120) and cands.iou.shape == (3,)
+    assert all("IoU" in layer.name for layer in w.candidates)
+    change = w.commit()
+    if change is not None:  # random weights may give an empty mask; then nothing is committed
+        assert w.labels.data[z].max() == change.object_id
+
+
+def _demo_available() -> bool:
+    from napari_sam.model.zoo import list_models
+
+    return "demo" in [m.name for m in list_models()]
+
+
+@pytest.mark.skipif(not _demo_available(), reason="the demo model is not registered in the model zoo yet")
+def test_a_click_inside_a_generated_nucleus_gives_that_nucleus(make_napari_viewer, qtbot):
+    from napari_sam.synthetic import make_nuclei_2d
+
+    image, truth = make_nuclei_2d((256, 256), n_objects=12, seed=7)
+    factory = lambda name, device, precision: SamEngine.load("demo", device="cpu", precision="fp32")  # noqa: E731
+    viewer, w = run_annotator(make_napari_viewer, qtbot, image, factory)
+    ids, sizes = np.unique(truth[truth > 0], return_counts=True)
+    scores = []
+    for oid in ids[np.argsort(sizes)[::-1][:3]]:  # the three largest nuclei
+        mask = truth == oid
+        # A point deep inside the nucleus: the pixel farthest from its border.
+        from scipy import ndimage
+
+        dist = ndimage.distance_transform_edt(mask)
+        y, x = np.unravel_index(np.argmax(dist), dist.shape)
+        w.points.add([y, x])
+        best = w.current_candidates()
+        pred = best.mask
+        scores.append((pred & mask).sum() / (pred | mask).sum())
+        w.clear()
+    assert min(scores) >= 0.8, scores
