@@ -6,6 +6,7 @@ import pytest
 import reference
 import torch
 
+import napari_sam.model.tiny_vit as tiny_vit
 from napari_sam.model.tiny_vit import TinyViT, relative_offset_index
 
 SMALL = dict(img_size=256, embed_dims=(16, 32, 40, 80), depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 4))
@@ -183,11 +184,27 @@ def test_eval_folding_matches_batchnorm_layers():
     assert relative_error(fused, unfused) < 1e-6
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_cpu_kernels_match_plain_ops(monkeypatch, dtype):
+    if not tiny_vit._fused_kernels_work(dtype):
+        pytest.skip(f"oneDNN fused kernels not usable for {dtype} here")
+    model = TinyViT(**SMALL)
+    model.load_state_dict(random_state_dict(model.state_dict(), seed=11))
+    model = model.eval().to(dtype)
+    x = torch.randn(1, 3, 256, 256).to(dtype)
+    with torch.inference_mode():
+        fused = model(x)
+        monkeypatch.setattr(tiny_vit, "USE_FUSED_CPU_KERNELS", False)
+        plain = model(x)
+    tolerance = 1e-5 if dtype == torch.float32 else 3e-2
+    assert relative_error(fused.float(), plain.float()) <= tolerance
+
+
 def test_gradients_reach_parameters_in_eval_mode():
-    model = TinyViT(**SMALL).eval()
+    model = TinyViT(**{**SMALL, "img_size": 128}).eval()
     with torch.no_grad():
-        model(torch.randn(1, 3, 256, 256))  # caches exist, but must not cut the graph
-    model(torch.randn(1, 3, 256, 256)).square().sum().backward()
+        model(torch.randn(1, 3, 128, 128))  # caches exist, but must not cut the graph
+    model(torch.randn(1, 3, 128, 128)).square().sum().backward()
     assert model.layers[1].blocks[0].attn.attention_biases.grad.abs().sum() > 0
     assert model.layers[0].blocks[0].conv1.c.weight.grad.abs().sum() > 0
     assert model.layers[0].blocks[0].conv1.bn.weight.grad.abs().sum() > 0

@@ -1,8 +1,8 @@
 """TinyViT: the small image encoder of MobileSAM (the ``vit_t`` model).
 
 It turns a normalised (B, 3, S, S) image into a (B, 256, S/16, S/16) image
-embedding, the same thing the big ViT encoders of SAM produce, ten times
-cheaper. The network has four stages:
+embedding, the same thing the big ViT encoders of SAM produce, at a small
+fraction of their cost. The network has four stages:
 
 * a patch embedding (two stride-2 convolutions, S -> S/4),
 * stage 0: inverted-residual convolution blocks ("MBConv") at S/4,
@@ -25,12 +25,15 @@ switching between linear layers and convolutions never copies. In eval mode
 every convolution has its BatchNorm folded into its weights and every attention
 layer keeps its gathered (heads, N, N) bias; both are remembered until the
 parameters they were made from change (or the module goes back to train()).
-The whole encoder also runs after ``.to(torch.bfloat16)`` with bf16 input;
-LayerNorms then still normalise in float32.
+GELU and residual additions ride along inside the convolution / linear kernels
+where oneDNN can do that (see "Fused CPU kernels" below). The whole encoder also
+runs after ``.to(torch.bfloat16)`` with bf16 input; LayerNorms then still
+normalise in float32.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import torch
@@ -44,6 +47,117 @@ __all__ = ["TinyViT"]
 # Patch embedding /4, then stage 0 -> 1 and 1 -> 2 each /2; 2 -> 3 keeps the size.
 _TOTAL_STRIDE = 16
 _NUM_STAGES = 4
+
+
+# --------------------------------------------------------------------------
+# Fused CPU kernels.
+#
+# oneDNN, the CPU backend PyTorch ships, can apply GELU or add a residual while
+# a convolution or linear layer writes its output. That saves one full pass over
+# the largest activations (the 256-channel MBConv features at S/4 are 64 MiB in
+# float32 for a 1024 image) and GELU becomes almost free. PyTorch exposes these
+# kernels as torch.ops.mkldnn._convolution_pointwise / _linear_pointwise (what
+# torch.compile emits on CPU). They are not public API, so they are checked
+# once per dtype against the plain computation and avoided when missing,
+# failing or different. Plain PyTorch ops are the fallback, and the only path
+# when gradients are needed (the fused kernels have no backward).
+# --------------------------------------------------------------------------
+
+#: Set to False to always use plain PyTorch ops (e.g. to compare the two paths).
+USE_FUSED_CPU_KERNELS = True
+
+_FUSABLE_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def _plain_conv(x, weight, bias, stride, padding, groups, gelu, add):
+    y = F.conv2d(x, weight, bias, stride, padding, 1, groups)
+    if add is not None:
+        y = y + add
+    # The exact (erf) GELU, as TinyViT was trained with.
+    return F.gelu(y) if gelu else y
+
+
+def _plain_linear(x, weight, bias, gelu, add):
+    y = F.linear(x, weight, bias)
+    if add is not None:
+        y = y + add
+    return F.gelu(y) if gelu else y
+
+
+def _onednn_conv(x, weight, bias, stride, padding, groups, gelu, add):
+    ops = torch.ops.mkldnn
+    args = ([padding, padding], [stride, stride], [1, 1], groups)
+    if add is None:
+        attr, algorithm = ("gelu", "none") if gelu else ("none", None)
+        return ops._convolution_pointwise(x, weight, bias, *args, attr, [], algorithm)
+    # oneDNN will not apply GELU after a fused add: do that part separately.
+    y = ops._convolution_pointwise.binary(x, add, weight, bias, *args, "add", None, None, [], None)
+    return F.gelu(y) if gelu else y
+
+
+def _onednn_linear(x, weight, bias, gelu, add):
+    ops = torch.ops.mkldnn
+    if add is not None:
+        y = ops._linear_pointwise.binary(x, add, weight, bias, "add")
+        return F.gelu(y) if gelu else y
+    attr, algorithm = ("gelu", "none") if gelu else ("none", None)
+    return ops._linear_pointwise(x, weight, bias, attr, [], algorithm)
+
+
+@functools.cache
+def _fused_kernels_work(dtype: torch.dtype) -> bool:
+    """Do the oneDNN kernels exist here and agree with plain PyTorch for `dtype`?"""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    gen = torch.Generator().manual_seed(0)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=gen).to(dtype)
+
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+    x = rand(2, 8, 9, 9).contiguous(memory_format=torch.channels_last)
+    add = rand(2, 8, 9, 9).contiguous(memory_format=torch.channels_last)
+    tokens, token_add = rand(2, 5, 8), rand(2, 5, 16)
+    cases = [
+        (_onednn_conv, _plain_conv, (x, rand(8, 1, 3, 3), rand(8), 2, 1, 8, True, None)),
+        (_onednn_conv, _plain_conv, (x, rand(8, 8, 1, 1), rand(8), 1, 0, 1, False, add)),
+        (_onednn_conv, _plain_conv, (x, rand(8, 8, 3, 3), None, 1, 1, 1, False, None)),
+        (_onednn_linear, _plain_linear, (tokens, rand(16, 8), rand(16), True, None)),
+        (_onednn_linear, _plain_linear, (tokens, rand(16, 8), rand(16), False, token_add)),
+    ]
+    try:
+        with torch.no_grad():
+            for fused, plain, args in cases:
+                got, expected = fused(*args).float(), plain(*args).float()
+                if got.shape != expected.shape:
+                    return False
+                if (got - expected).norm() > tolerance * expected.norm():
+                    return False
+    except (AttributeError, RuntimeError, TypeError, ValueError, NotImplementedError):
+        return False
+    return True
+
+
+def _can_fuse(x: torch.Tensor, *others: torch.Tensor | None) -> bool:
+    if not USE_FUSED_CPU_KERNELS or x.device.type != "cpu" or x.dtype not in _FUSABLE_DTYPES:
+        return False
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *others)):
+        return False
+    return _fused_kernels_work(x.dtype)
+
+
+def conv2d(x, weight, bias, stride=1, padding=0, groups=1, *, gelu=False, add=None) -> torch.Tensor:
+    """Convolution, then ``+ add`` if given, then GELU if asked; fused on CPU when possible."""
+    if _can_fuse(x, weight, bias, add) and (add is None or add.is_contiguous(memory_format=torch.channels_last)):
+        return _onednn_conv(x, weight, bias, stride, padding, groups, gelu, add)
+    return _plain_conv(x, weight, bias, stride, padding, groups, gelu, add)
+
+
+def linear(x, weight, bias, *, gelu=False, add=None) -> torch.Tensor:
+    """Linear layer, then ``+ add`` if given, then GELU if asked; fused on CPU when possible."""
+    if _can_fuse(x, weight, bias, add) and (add is None or add.is_contiguous()):
+        return _onednn_linear(x, weight, bias, gelu, add)
+    return _plain_linear(x, weight, bias, gelu, add)
 
 
 class _DerivedTensorCache:
@@ -60,9 +174,9 @@ class _DerivedTensorCache:
         self.clear()
 
     def clear(self) -> None:
-        self._sources: tuple[torch.Tensor, ...] = ()
-        self._key: tuple | None = None
-        self._value = None
+        # (key, sources, value) in one attribute, replaced in one assignment,
+        # so that a reader in another thread never pairs a key with a stale value.
+        self._entry: tuple | None = None
 
     def get(self, sources: Sequence[torch.Tensor], compute: Callable, extra: tuple = ()):
         if torch.is_grad_enabled() and any(s.requires_grad for s in sources):
@@ -74,12 +188,12 @@ class _DerivedTensorCache:
             # Tensors made under torch.inference_mode() have no version counter,
             # so a change could not be noticed: compute afresh each time.
             return compute()
-        if key != self._key:
+        entry = self._entry
+        if entry is None or entry[0] != key:
             with torch.no_grad():
-                self._value = compute()
-            self._sources = tuple(s.detach() for s in sources)
-            self._key = key
-        return self._value
+                entry = (key, tuple(s.detach() for s in sources), compute())
+            self._entry = entry
+        return entry[2]
 
 
 class ConvBatchNorm(nn.Module):
@@ -119,16 +233,17 @@ class ConvBatchNorm(nn.Module):
         sources = (self.c.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
         return self._folded.get(sources, self._fold)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, gelu: bool = False, add: torch.Tensor | None = None) -> torch.Tensor:
+        """conv + BN, then ``+ add`` if given, then GELU if asked."""
         if self.training:
-            return self.bn(self.c(x))
+            # Batch statistics: BatchNorm must run as its own layer.
+            y = self.bn(self.c(x))
+            if add is not None:
+                y = y + add
+            return F.gelu(y) if gelu else y
         weight, bias = self.folded_weight_and_bias()
-        return F.conv2d(x, weight, bias, self.c.stride, self.c.padding, self.c.dilation, self.c.groups)
-
-
-def _gelu(x: torch.Tensor) -> torch.Tensor:
-    # The exact (erf) GELU, as TinyViT was trained with.
-    return F.gelu(x)
+        c = self.c
+        return conv2d(x, weight, bias, c.stride[0], c.padding[0], c.groups, gelu=gelu, add=add)
 
 
 class PatchEmbed(nn.Module):
@@ -136,7 +251,8 @@ class PatchEmbed(nn.Module):
 
     def __init__(self, in_chans: int, embed_dim: int) -> None:
         super().__init__()
-        # Index 1 is the parameter-free activation; kept so the keys read seq.0 / seq.2.
+        # Index 1 is the activation, which has no parameters; it is kept so that
+        # the keys read seq.0 / seq.2, but applied inside seq.0's convolution.
         self.seq = nn.Sequential(
             ConvBatchNorm(in_chans, embed_dim // 2, 3, stride=2),
             nn.GELU(),
@@ -144,7 +260,7 @@ class PatchEmbed(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.seq(x)
+        return self.seq[2](self.seq[0](x, gelu=True))
 
 
 class MBConv(nn.Module):
@@ -158,9 +274,9 @@ class MBConv(nn.Module):
         self.conv3 = ConvBatchNorm(hidden, dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = _gelu(self.conv1(x))
-        y = _gelu(self.conv2(y))
-        return _gelu(self.conv3(y) + x)
+        y = self.conv1(x, gelu=True)
+        y = self.conv2(y, gelu=True)
+        return self.conv3(y, add=x, gelu=True)
 
 
 class PatchMerging(nn.Module):
@@ -173,8 +289,8 @@ class PatchMerging(nn.Module):
         self.conv3 = ConvBatchNorm(out_dim, out_dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _gelu(self.conv1(x))
-        x = _gelu(self.conv2(x))
+        x = self.conv1(x, gelu=True)
+        x = self.conv2(x, gelu=True)
         return self.conv3(x)
 
 
@@ -198,10 +314,11 @@ def relative_offset_index(window_size: int) -> torch.Tensor:
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside non-overlapping square windows.
 
-    Works on (B, H, W, C) features. When H or W is not a multiple of the window
-    the features are padded with zeros at the bottom/right; like the original,
-    the padded positions are normalised and take part as keys (they are not
-    masked), which the trained weights expect.
+    Works on (B, H, W, C) features and adds them back to its result (the
+    residual connection rides along with the output projection). When H or W
+    is not a multiple of the window the features are padded with zeros at the
+    bottom/right; like the original, the padded positions are normalised and
+    take part as keys (they are not masked), which the trained weights expect.
     """
 
     def __init__(self, dim: int, num_heads: int, window_size: int) -> None:
@@ -236,6 +353,7 @@ class WindowAttention(nn.Module):
         return self._bias.get((self.attention_biases, self.attention_bias_idxs), gather, (dtype,))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x + attention(x), for (B, H, W, C) features."""
         batch, height, width, dim = x.shape
         ws = self.window_size
         pad_bottom = -height % ws
@@ -246,11 +364,15 @@ class WindowAttention(nn.Module):
         n_windows, n_tokens = batch * rows * cols, ws * ws
 
         windows = x.view(batch, rows, ws, cols, ws, dim).transpose(2, 3).reshape(n_windows, n_tokens, dim)
-        qkv = self.qkv(self.norm(windows)).view(n_windows, n_tokens, self.num_heads, 3, self.head_dim)
-        # (windows, heads, tokens, head_dim) views; no copies needed for SDPA.
+        qkv = linear(self.norm(windows), self.qkv.weight, self.qkv.bias)
+        qkv = qkv.view(n_windows, n_tokens, self.num_heads, 3, self.head_dim)
+        # (windows, heads, tokens, head_dim) views; SDPA takes them as they are.
         q, k, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.attention_bias(q.dtype))
-        out = self.proj(out.transpose(1, 2).reshape(n_windows, n_tokens, dim))
+        out = out.transpose(1, 2).reshape(n_windows, n_tokens, dim)
+        # The residual is added while still in window order (padding included,
+        # it is cropped away below).
+        out = linear(out, self.proj.weight, self.proj.bias, add=windows)
 
         out = out.view(batch, rows, cols, ws, ws, dim).transpose(2, 3)
         out = out.reshape(batch, rows * ws, cols * ws, dim)
@@ -260,7 +382,7 @@ class WindowAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """LayerNorm, then the two-layer GELU MLP of a transformer block."""
+    """LayerNorm, then the two-layer GELU MLP of a transformer block; adds its input back."""
 
     def __init__(self, dim: int, hidden_dim: int) -> None:
         super().__init__()
@@ -269,7 +391,9 @@ class FeedForward(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(_gelu(self.fc1(self.norm(x))))
+        """x + MLP(x)."""
+        hidden = linear(self.norm(x), self.fc1.weight, self.fc1.bias, gelu=True)
+        return linear(hidden, self.fc2.weight, self.fc2.bias, add=x)
 
 
 class TinyViTBlock(nn.Module):
@@ -283,10 +407,10 @@ class TinyViTBlock(nn.Module):
         self.local_conv = ConvBatchNorm(dim, dim, local_conv_size, groups=dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(x)
+        x = self.attn(x)  # adds its input back
         # (B, H, W, C) seen as NCHW is already channels_last: no copy either way.
-        x = self.local_conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        return x + self.mlp(x)
+        x = self.local_conv(x.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last))
+        return self.mlp(x.permute(0, 2, 3, 1))  # adds its input back
 
 
 class ConvStage(nn.Module):
