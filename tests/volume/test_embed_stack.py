@@ -94,6 +94,16 @@ def test_without_keeping_only_the_cache_is_filled(tmp_path, predictor, stack):
     assert len(EmbeddingStore(tmp_path)) == 3
 
 
+def test_the_predictors_current_image_is_kept(tmp_path, predictor, stack):
+    shown = predictor.set_image(stack[0])
+    embed_stack(predictor, stack[1:3], EmbeddingStore(tmp_path))
+    assert predictor.embedding.preprocessing == shown.preprocessing
+    torch.testing.assert_close(predictor.embedding.features, shown.features)
+    predictor.reset_image()
+    embed_stack(predictor, stack[3:], EmbeddingStore(tmp_path))
+    assert not predictor.is_image_set
+
+
 def test_lazy_get_computes_once(tmp_path, predictor, stack):
     sl = StackEmbeddings(predictor, stack, EmbeddingStore(tmp_path))
     assert sl.missing() == [0, 1, 2, 3, 4]

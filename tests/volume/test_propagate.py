@@ -193,12 +193,14 @@ def test_tiny_random_model_runs_end_to_end(tmp_path):
         img[z, 14:34, 20 + z : 44 + z] = 200  # a box that moves: every slice differs
     predictor = SamPredictor(tiny_model(), device="cpu", precision="fp32")
     annotation = img[2] > 0
+    shown = predictor.set_image(img[2])  # the slice the user looks at
     result = propagate_with_sam(
         predictor, img, {2: annotation}, EmbeddingStore(tmp_path), iou_threshold=0.0, prompt=("box", "point", "mask")
     )
     assert result.mask.shape == img.shape and result.mask.dtype == bool
     np.testing.assert_array_equal(result.mask[2], annotation)
     assert len(result.stops) == 2
+    assert predictor.embedding.features.equal(shown.features)  # clicks on the shown slice still work
     # the walks computed (and cached) the embeddings of the slices they reached
     reached = {s.rejected_slice for s in result.stops if s.rejected_slice is not None} | set(result.slices) - {2}
     assert len(list(tmp_path.iterdir())) == len(reached)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -160,7 +161,8 @@ class StackEmbeddings:
     def compute(self, index: int) -> ImageEmbedding:
         """Run the image encoder on slice ``index`` (even if stored) and save the result."""
         index = self._check_index(index)
-        emb = self.predictor.set_image(self.slice_image(index), intensity_range=self.intensity_range)
+        with keep_current_image(self.predictor):
+            emb = self.predictor.set_image(self.slice_image(index), intensity_range=self.intensity_range)
         emb = emb.to("cpu")
         self.computed += 1
         key = self.key(index)
@@ -182,6 +184,25 @@ class StackEmbeddings:
                 raise
             self._store_failed = err
             warnings.warn(f"{err}; embeddings of this stack are kept in memory only", RuntimeWarning, stacklevel=3)
+
+
+@contextmanager
+def keep_current_image(predictor):
+    """Give the predictor back the image it had before (the slice the user is looking at).
+
+    Embedding or decoding other slices goes through the predictor's "current
+    image"; restoring it keeps interactive clicks on the shown slice working
+    after a stack was embedded or propagated in the same thread. (Work in a
+    background thread needs its own SamPredictor on the same model.)
+    """
+    previous = predictor.embedding if predictor.is_image_set else None
+    try:
+        yield
+    finally:
+        if previous is None:
+            predictor.reset_image()
+        else:
+            predictor.set_embedding(previous)
 
 
 @dataclass

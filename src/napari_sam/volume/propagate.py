@@ -440,15 +440,19 @@ class SamSliceSegmenter:
         return len(self.embeddings)
 
     def segment(self, index: int, prompt: SlicePrompt) -> SliceSegmentation:
-        self.predictor.set_embedding(self.embeddings.get(index))
+        from .embed_stack import keep_current_image
+
+        embedding = self.embeddings.get(index)
         multimask = self.pick == "agreement"
-        masks, scores, low_res = self.predictor.predict(
-            point_coords=prompt.points,
-            point_labels=prompt.point_labels,
-            box=prompt.box,
-            mask_input=prompt.mask_input,
-            multimask_output=multimask,
-        )
+        with keep_current_image(self.predictor):
+            self.predictor.set_embedding(embedding)
+            masks, scores, low_res = self.predictor.predict(
+                point_coords=prompt.points,
+                point_labels=prompt.point_labels,
+                box=prompt.box,
+                mask_input=prompt.mask_input,
+                multimask_output=multimask,
+            )
         best = 0
         if multimask:
             best = int(np.argmax([mask_iou(m, prompt.previous_mask) for m in masks]))
