@@ -55,15 +55,19 @@ class Attention(nn.Module):
             self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, head_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, H, W, C = x.shape
-        qkv = self.qkv(x).reshape(B, H * W, 3, self.num_heads, C // self.num_heads)
+        return self.proj(self.attend(self.qkv(x)))
+
+    def attend(self, qkv: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, 3C) projected queries/keys/values -> (B, H, W, C), before ``proj``."""
+        B, H, W, C3 = qkv.shape
+        C = C3 // 3
+        qkv = qkv.reshape(B, H * W, 3, self.num_heads, C // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, head_dim)
         if not self.use_rel_pos:
             out = F.scaled_dot_product_attention(q, k, v)
         else:
             out = self._attend_with_rel_pos(q, k, v, H, W)
-        out = out.transpose(1, 2).reshape(B, H, W, C)
-        return self.proj(out)
+        return out.transpose(1, 2).reshape(B, H, W, C)
 
     def _attend_with_rel_pos(self, q, k, v, H: int, W: int) -> torch.Tensor:
         B, heads, N, hd = q.shape
@@ -91,12 +95,20 @@ class Attention(nn.Module):
         return bias.reshape(B, heads, N, N)
 
 
-def window_partition(x: torch.Tensor, window: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Cut (B, H, W, C) into (B * nWindows, window, window, C), zero-padding the edge."""
+def window_partition(x: torch.Tensor, window: int, fill: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Cut (B, H, W, C) into (B * nWindows, window, window, C), padding the edge.
+
+    Padding is zeros, or the vector ``fill`` (C,) where given.
+    """
     B, H, W, C = x.shape
     pad_h, pad_w = (-H) % window, (-W) % window
     if pad_h or pad_w:
-        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+        if fill is None:
+            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+        else:
+            padded = fill.to(x.dtype).expand(B, H + pad_h, W + pad_w, C).clone()
+            padded[:, :H, :W] = x
+            x = padded
     Hp, Wp = H + pad_h, W + pad_w
     x = x.view(B, Hp // window, window, Wp // window, window, C)
     return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window, window, C), (Hp, Wp)
@@ -128,10 +140,16 @@ class Block(nn.Module):
         shortcut = x
         x = self.norm1(x)
         if self.window_size > 0:
+            # SAM zero-pads the normalised tokens to whole windows; a zero token
+            # projects to exactly the qkv bias. So we project the real tokens
+            # only, pad the projections with that bias, and drop the padding
+            # before the output projection: the same numbers, ~16 % fewer
+            # projections for a 64x64 grid in 14x14 windows.
             H, W = x.shape[1:3]
-            x, padded = window_partition(x, self.window_size)
-            x = self.attn(x)
-            x = window_unpartition(x, self.window_size, padded, (H, W))
+            qkv = self.attn.qkv(x)
+            windows, padded = window_partition(qkv, self.window_size, fill=self.attn.qkv.bias)
+            x = window_unpartition(self.attn.attend(windows), self.window_size, padded, (H, W))
+            x = self.attn.proj(x)
         else:
             x = self.attn(x)
         x = shortcut + x
