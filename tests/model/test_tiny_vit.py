@@ -221,6 +221,7 @@ def test_gradients_reach_parameters_in_eval_mode():
         dict(depths=(2, 2, 0, 2)),
         dict(window_sizes=(7, 7, -1, 7)),
         dict(mlp_ratio=0),
+        dict(mlp_ratio=float("nan")),
         dict(local_conv_size=2),
     ],
 )
@@ -240,6 +241,8 @@ def test_wrong_input_shape_raises_value_error():
         model(torch.randn(1, 3, 512, 512))
     with pytest.raises(ValueError, match="shape"):
         model(torch.randn(3, 256, 256))
+    with pytest.raises(ValueError, match="empty"):
+        model(torch.randn(0, 3, 256, 256))
 
 
 def test_wrong_input_dtype_raises_type_error():

@@ -34,6 +34,7 @@ normalise in float32.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -342,7 +343,7 @@ class WindowAttention(nn.Module):
         return super().train(mode)
 
     def attention_bias(self, dtype: torch.dtype) -> torch.Tensor:
-        """The (heads, N, N) additive bias, in the dtype of the queries."""
+        """The (1, heads, N, N) additive bias, in the dtype of the queries."""
 
         def gather() -> torch.Tensor:
             # 4-D (1, heads, N, N): the fused CPU attention kernel takes 4-D masks only.
@@ -408,7 +409,9 @@ class TinyViTBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.attn(x)  # adds its input back
-        # (B, H, W, C) seen as NCHW is already channels_last: no copy either way.
+        # Contiguous (B, H, W, C) seen as NCHW is channels_last memory, so the
+        # permutes are free; only an attention output cropped from padded
+        # windows is copied here, once.
         x = self.local_conv(x.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last))
         return self.mlp(x.permute(0, 2, 3, 1))  # adds its input back
 
@@ -523,8 +526,8 @@ class TinyViT(nn.Module):
         for name, ratio in (("mlp_ratio", mlp_ratio), ("mbconv_expand_ratio", mbconv_expand_ratio)):
             if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
                 raise TypeError(f"{name} must be a number, got {type(ratio).__name__}")
-            if ratio <= 0:
-                raise ValueError(f"{name} must be positive, got {ratio}")
+            if not math.isfinite(ratio) or ratio <= 0:
+                raise ValueError(f"{name} must be a positive finite number, got {ratio}")
 
         self.img_size = img_size
         self.in_chans = in_chans
@@ -573,6 +576,8 @@ class TinyViT(nn.Module):
                 f"TinyViT expects images of shape (B, {expected[0]}, {expected[1]}, {expected[2]}), "
                 f"got {tuple(x.shape)}"
             )
+        if x.shape[0] == 0:
+            raise ValueError("TinyViT got an empty batch (B = 0)")
         weight_dtype = self.neck[0].weight.dtype
         if x.dtype != weight_dtype:
             raise TypeError(f"input dtype {x.dtype} does not match the encoder's weights ({weight_dtype})")
