@@ -29,6 +29,7 @@ def checkpoint(tmp_path_factory):
 def embed(argv):
     out = io.StringIO()
     args = parse(["embed", *map(str, argv)])
+    assert args.func is run_embed
     return args.func(args, out=out), out.getvalue()
 
 
