@@ -13,14 +13,14 @@ DEMO_CONFIG = SamConfig(
     encoder="vit",
     image_size=256,
     patch_size=16,
-    encoder_dim=160,
+    encoder_dim=128,
     encoder_depth=4,
-    encoder_heads=5,
+    encoder_heads=4,
     window_size=8,
     global_attn_indexes=(1, 3),
-    prompt_dim=96,  # the decoder's 8 heads need a multiple of 8; 16 keeps heads even after downsampling
+    prompt_dim=64,  # a multiple of 16: 8 decoder heads, still whole after the 2x downsampled cross-attention
     decoder_depth=2,
-    decoder_mlp_dim=384,
+    decoder_mlp_dim=256,
 )
 
 #: Names accepted by ``train --size``: our small sizes plus the official ones.

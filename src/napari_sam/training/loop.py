@@ -91,8 +91,21 @@ def _check_options(o: TrainOptions) -> None:
         raise ValueError("--resume and --restart contradict each other; pass one of them")
 
 
+_VIT_ONLY = ("patch_size", "encoder_dim", "encoder_depth", "encoder_heads", "window_size", "global_attn_indexes")
+_TINY_VIT_ONLY = ("tiny_embed_dims", "tiny_depths", "tiny_heads", "tiny_window_sizes")
+
+
+def _architecture_key(cfg: SamConfig) -> dict:
+    """The settings that shape the weights (the name and the other encoder's settings do not)."""
+    key = dataclasses.asdict(cfg)
+    del key["model_type"]
+    for name in _TINY_VIT_ONLY if cfg.encoder == "vit" else _VIT_ONLY:
+        del key[name]
+    return key
+
+
 def _same_architecture(a: SamConfig, b: SamConfig) -> bool:
-    return dataclasses.replace(a, model_type="custom") == dataclasses.replace(b, model_type="custom")
+    return _architecture_key(a) == _architecture_key(b)
 
 
 def describe_config(cfg: SamConfig) -> str:
@@ -173,11 +186,13 @@ def _select_objects(pairs, k: int, rng):
     return np.array(image_index), np.stack(masks), np.stack(low_res)
 
 
-def _decode(model, embeddings, points, labels, boxes, mask_input):
-    sparse, dense = model.prompt_encoder(
-        points=(points, labels) if points is not None else None, boxes=boxes, masks=mask_input
-    )
-    return model.mask_decoder.predict_masks(embeddings, model.prompt_encoder.get_dense_pe(), sparse, dense)
+def _sparse_tokens(model, pts: np.ndarray, lbl: np.ndarray, boxes: np.ndarray | None, device) -> torch.Tensor:
+    points = None
+    if pts.shape[1]:
+        points = (torch.from_numpy(pts).to(device), torch.from_numpy(lbl).to(device))
+    box_t = torch.from_numpy(boxes).to(device) if boxes is not None else None
+    sparse, _ = model.prompt_encoder(points=points, boxes=box_t, masks=None)
+    return sparse
 
 
 def interactive_loss(model, embeddings, masks: np.ndarray, low_res: np.ndarray, rounds: int, box_fraction: float, rng):
@@ -186,56 +201,61 @@ def interactive_loss(model, embeddings, masks: np.ndarray, low_res: np.ndarray, 
     ``embeddings`` (N, C, h, w): each object's image embedding; ``masks``
     (N, S, S) bool at input size; ``low_res`` (N, L, L) bool. Returns
     (loss, IoU of the shown answer after the first prompt, after the last round).
+
+    Objects prompted by a point and by a box are decoded in one batch: after
+    k corrective clicks both have k + 2 prompt tokens (point objects: their
+    points plus SAM's padding token; box objects: the clicks plus two corners).
     """
     device = embeddings.device
     n = len(masks)
     S = model.image_size
     targets = torch.from_numpy(low_res).to(device=device, dtype=torch.float32)
     uses_box = rng.random(n) < box_fraction
-    groups = [np.flatnonzero(~uses_box), np.flatnonzero(uses_box)]
-    state = []
-    for g, is_box in zip(groups, (False, True)):
-        if len(g) == 0:
-            continue
-        if is_box:
-            boxes = np.stack([jittered_box(masks[i], rng) for i in g])
-            pts, lbl = np.zeros((len(g), 0, 2), np.float32), np.zeros((len(g), 0), np.int64)
-        else:
-            boxes = None
-            pts = np.stack([random_point_inside(masks[i], rng) for i in g])[:, None]
-            lbl = np.ones((len(g), 1), np.int64)
-        state.append({"idx": g, "boxes": boxes, "pts": pts, "lbl": lbl, "mask_in": None})
-
-    total, first_iou, last_iou = 0.0, [], []
+    order = np.concatenate([np.flatnonzero(~uses_box), np.flatnonzero(uses_box)])
+    masks, targets, embeddings = masks[order], targets[torch.from_numpy(order).to(device)], embeddings[torch.from_numpy(order).to(device)]
+    n_point = int((~uses_box).sum())
+    boxes = np.stack([jittered_box(m, rng) for m in masks[n_point:]]) if n_point < n else None
+    pts = np.zeros((n, 0, 2), np.float32)
+    lbl = np.zeros((n, 0), np.int64)
+    if n_point:
+        first = np.zeros((n, 1, 2), np.float32)
+        first[:n_point, 0] = np.stack([random_point_inside(m, rng) for m in masks[:n_point]])
+    mask_input = None
+    rows = torch.arange(n, device=device)
+    total, first_iou, last_iou = 0.0, None, None
     for r in range(rounds):
-        round_loss = 0.0
-        for s in state:
-            g = s["idx"]
-            pts = torch.from_numpy(s["pts"]).to(device) if s["pts"].shape[1] else None
-            lbl = torch.from_numpy(s["lbl"]).to(device) if s["pts"].shape[1] else None
-            boxes = torch.from_numpy(s["boxes"]).to(device) if s["boxes"] is not None else None
-            logits, iou_pred = _decode(model, embeddings[g], pts, lbl, boxes, s["mask_in"])
-            out = sam_loss(logits, iou_pred, targets[g])
-            round_loss = round_loss + out["total"] * len(g) / n
-            # What the user is shown: after one prompt the candidate the model
-            # rates best (multimask output), afterwards the single answer.
-            with torch.no_grad():
-                shown = iou_pred[:, 1:].argmax(dim=1) + 1 if r == 0 else torch.zeros(len(g), dtype=torch.long, device=device)
-                shown_logits = logits[torch.arange(len(g), device=device), shown][:, None].detach()
-                ious = out["true_iou"][torch.arange(len(g), device=device), shown]
-                if r == 0:
-                    first_iou.append(ious)
-                if r == rounds - 1:
-                    last_iou.append(ious)
-                if r < rounds - 1:
-                    seen = F.interpolate(shown_logits, (S, S), mode="bilinear", align_corners=False)[:, 0] > 0
-                    seen = seen.cpu().numpy()
-                    clicks = [error_point(seen[j], masks[i], rng) for j, i in enumerate(g)]
-                    s["pts"] = np.concatenate([s["pts"], np.stack([c[0] for c in clicks])[:, None]], axis=1)
-                    s["lbl"] = np.concatenate([s["lbl"], np.array([[c[1]] for c in clicks], np.int64)], axis=1)
-                    s["mask_in"] = shown_logits
-        total = total + round_loss / rounds
-    return total, torch.cat(first_iou).mean().item(), torch.cat(last_iou).mean().item()
+        parts = []
+        if n_point:
+            parts.append(_sparse_tokens(model, np.concatenate([first[:n_point], pts[:n_point]], 1),
+                                        np.concatenate([np.ones((n_point, 1), np.int64), lbl[:n_point]], 1), None, device))
+        if boxes is not None:
+            parts.append(_sparse_tokens(model, pts[n_point:], lbl[n_point:], boxes, device))
+        sparse = torch.cat(parts)
+        if mask_input is None:
+            dense = model.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(n, -1, *model.prompt_encoder.image_embedding_size)
+        else:
+            dense = model.prompt_encoder.mask_downscaling(mask_input)
+        logits, iou_pred = model.mask_decoder.predict_masks(embeddings, model.prompt_encoder.get_dense_pe(), sparse, dense)
+        out = sam_loss(logits, iou_pred, targets)
+        total = total + out["total"] / rounds
+        # What the user is shown: after one prompt the candidate the model
+        # rates best (multimask output), afterwards the single answer.
+        with torch.no_grad():
+            shown = iou_pred[:, 1:].argmax(dim=1) + 1 if r == 0 else torch.zeros(n, dtype=torch.long, device=device)
+            shown_logits = logits[rows, shown][:, None].detach()
+            ious = out["true_iou"][rows, shown]
+            if r == 0:
+                first_iou = ious.mean().item()
+            if r == rounds - 1:
+                last_iou = ious.mean().item()
+            if r < rounds - 1:
+                seen = F.interpolate(shown_logits, (S, S), mode="bilinear", align_corners=False)[:, 0] > 0
+                seen = seen.cpu().numpy()
+                clicks = [error_point(seen[j], masks[j], rng) for j in range(n)]
+                pts = np.concatenate([pts, np.stack([c[0] for c in clicks])[:, None]], axis=1)
+                lbl = np.concatenate([lbl, np.array([[c[1]] for c in clicks], np.int64)], axis=1)
+                mask_input = shown_logits
+    return total, first_iou, last_iou
 
 
 # ---------------------------------------------------------------- the run
@@ -300,7 +320,7 @@ def train(options: TrainOptions, log=print) -> TrainResult:
 
     run_options = {"data": str(o.data), "seed": o.seed, "batch_size": o.batch_size, "steps": o.steps}
     low_res_size = model.prompt_encoder.mask_input_size[0]
-    step = start
+    done = start  # steps whose update is in the weights
     t0 = time.perf_counter()
     loss_avg = miou_avg = miou1_avg = None
     try:
@@ -314,19 +334,18 @@ def train(options: TrainOptions, log=print) -> TrainResult:
             loss, miou1, miou = interactive_loss(
                 model, embeddings[torch.from_numpy(image_index).to(device)], masks, low_res, o.rounds, o.box_fraction, rng
             )
+            value = loss.item()
+            if not math.isfinite(value):
+                raise ValueError(f"the loss became {value} at step {step + 1}; lower --lr and start again (--restart)")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-
-            value = loss.item()
-            if not math.isfinite(value):
-                raise ValueError(f"the loss became {value} at step {step + 1}; lower --lr and start again (--restart)")
+            done = step + 1
             smooth = 0.9 if loss_avg is not None else 0.0
             loss_avg = smooth * (loss_avg or 0.0) + (1 - smooth) * value
             miou_avg = smooth * (miou_avg or 0.0) + (1 - smooth) * miou
             miou1_avg = smooth * (miou1_avg or 0.0) + (1 - smooth) * miou1
-            done = step + 1
             if done % o.log_every == 0 or done == o.steps:
                 rate = (done - start) / (time.perf_counter() - t0)
                 log(
@@ -340,11 +359,11 @@ def train(options: TrainOptions, log=print) -> TrainResult:
                 )
     except KeyboardInterrupt:
         checkpoints.save_training_state(
-            partial, model=model, optimizer=optimizer, step=step, config=cfg, options=run_options, numpy_rng=rng
+            partial, model=model, optimizer=optimizer, step=done, config=cfg, options=run_options, numpy_rng=rng
         )
         raise TrainingInterrupted(
-            f"interrupted at step {step}; the run was saved to {partial}: run the same command again to continue",
-            step,
+            f"interrupted after step {done}; the run was saved to {partial}: run the same command again to continue",
+            done,
             partial,
         ) from None
 

@@ -1,0 +1,162 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_sam.model.build import build_sam
+from napari_sam.model.zoo import load_model
+from napari_sam.training import TrainingInterrupted, TrainOptions, train, training_config
+from napari_sam.training.checkpoints import KEEP_FLOAT32, partial_path
+from napari_sam.training.data import GeneratedSource, draw_prepared, encoder_batch
+from napari_sam.training.loop import _select_objects, interactive_loss, learning_rate
+
+
+def tiny_options(out, **kw):
+    base = dict(out=out, size="tiny", steps=3, batch_size=1, objects_per_image=2, rounds=2, seed=3,
+                save_every=100, log_every=1, device="cpu")
+    base.update(kw)
+    return TrainOptions(**base)
+
+
+def quiet(line):
+    pass
+
+
+def test_tiny_run_writes_a_model_that_load_model_reads(tmp_path):
+    out = tmp_path / "model.pt"
+    result = train(tiny_options(out, save_every=2), log=quiet)
+    assert result.path == out and result.steps == 3
+    # Written through a temporary file, which is gone; no unfinished run is left behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+    model = load_model(out, device="cpu")
+    assert model.image_size == training_config("tiny").image_size
+    assert model.config.encoder_dim == training_config("tiny").encoder_dim
+
+
+def test_half_precision_file_loads_into_float32_model(tmp_path):
+    out = tmp_path / "half.pt"
+    train(tiny_options(out, steps=1, half=True), log=quiet)
+    state = torch.load(out, weights_only=True)
+    for key, value in state.items():
+        if value.is_floating_point():
+            assert value.dtype == (torch.float32 if key in KEEP_FLOAT32 else torch.float16), key
+    model = load_model(out, device="cpu")
+    loaded = model.state_dict()
+    assert all(v.dtype == torch.float32 for v in loaded.values() if v.is_floating_point())
+    key = "mask_decoder.iou_token.weight"
+    assert torch.equal(loaded[key], state[key].float())
+
+
+def test_existing_output_is_never_overwritten_without_permission(tmp_path):
+    out = tmp_path / "model.pt"
+    out.write_bytes(b"precious")
+    with pytest.raises(ValueError, match="--overwrite"):
+        train(tiny_options(out), log=quiet)
+    assert out.read_bytes() == b"precious"
+    train(tiny_options(out, steps=1, overwrite=True), log=quiet)
+    assert load_model(out, device="cpu") is not None
+
+
+def test_interrupted_run_resumes_from_the_saved_step(tmp_path):
+    def interrupt_after_step_2(line):
+        if line.startswith("step 2/"):
+            raise KeyboardInterrupt
+
+    out = tmp_path / "resumed.pt"
+    with pytest.raises(TrainingInterrupted) as info:
+        train(tiny_options(out, steps=4), log=interrupt_after_step_2)
+    assert info.value.step == 2
+    partial = partial_path(out)
+    assert partial.exists() and not out.exists()
+    assert torch.load(partial, weights_only=True)["step"] == 2
+
+    lines = []
+    train(tiny_options(out, steps=4), log=lines.append)
+    assert any("resuming" in line and "step 2 of 4" in line for line in lines)
+    assert [line.split()[1] for line in lines if line.startswith("step ")] == ["3/4", "4/4"]
+    assert not partial.exists()
+
+    # Same seed without interruption: the very same weights.
+    straight = tmp_path / "straight.pt"
+    train(tiny_options(straight, steps=4), log=quiet)
+    a, b = torch.load(out, weights_only=True), torch.load(straight, weights_only=True)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_resume_without_an_unfinished_run_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="no unfinished run"):
+        train(tiny_options(tmp_path / "m.pt", resume=True), log=quiet)
+
+
+def test_unfinished_run_of_another_size_is_not_mixed_up(tmp_path):
+    out = tmp_path / "m.pt"
+
+    def stop(line):
+        if line.startswith("step "):
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted):
+        train(tiny_options(out), log=stop)
+    with pytest.raises(ValueError, match="--restart"):
+        train(tiny_options(out, size="demo"), log=quiet)
+
+
+def test_init_of_another_size_gives_a_clear_message(tmp_path):
+    ckpt = tmp_path / "tiny.pt"
+    torch.save(build_sam(training_config("tiny")).state_dict(), ckpt)
+    with pytest.raises(ValueError, match="--size asks for"):
+        train(tiny_options(tmp_path / "m.pt", size="demo", init=str(ckpt)), log=quiet)
+    with pytest.raises(ValueError, match="neither a known model"):
+        train(tiny_options(tmp_path / "m.pt", init=str(tmp_path / "missing.pt")), log=quiet)
+
+
+def test_init_from_a_checkpoint_continues_its_weights(tmp_path):
+    ckpt = tmp_path / "tiny.pt"
+    torch.manual_seed(7)
+    start = build_sam(training_config("tiny"))
+    torch.save(start.state_dict(), ckpt)
+    out = tmp_path / "m.pt"
+    train(tiny_options(out, size=None, init=str(ckpt), steps=1, lr=1e-9), log=quiet)
+    trained = torch.load(out, weights_only=True)
+    key = "image_encoder.patch_embed.proj.weight"
+    torch.testing.assert_close(trained[key], start.state_dict()[key], atol=1e-6, rtol=0)
+
+
+def test_bad_options_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="--steps"):
+        train(tiny_options(tmp_path / "m.pt", steps=0), log=quiet)
+    with pytest.raises(ValueError, match="--lr"):
+        train(tiny_options(tmp_path / "m.pt", lr=-1.0), log=quiet)
+    with pytest.raises(ValueError, match="folder"):
+        train(tiny_options(tmp_path / "nowhere" / "m.pt"), log=quiet)
+
+
+def test_learning_rate_warms_up_then_decays():
+    lrs = [learning_rate(s, 100, 1.0, 0.1) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert lrs[-1] == pytest.approx(0.05, abs=0.01)
+
+
+def test_training_lowers_the_interactive_loss():
+    torch.manual_seed(0)
+    model = build_sam(training_config("tiny")).train()
+    cfg = model.config
+    pairs = [draw_prepared(GeneratedSource(), 11, 0, b, cfg.image_size, 4 * cfg.embedding_size) for b in range(2)]
+    image_index, masks, low_res = _select_objects(pairs, 3, np.random.default_rng(0))
+    x = encoder_batch(pairs, model)
+
+    def loss_now():
+        emb = model.image_encoder(x)[torch.from_numpy(image_index)]
+        return interactive_loss(model, emb, masks, low_res, 2, 0.5, np.random.default_rng(1))[0]
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    with torch.no_grad():
+        before = loss_now().item()
+    for _ in range(15):
+        optimizer.zero_grad()
+        loss_now().backward()
+        optimizer.step()
+    with torch.no_grad():
+        after = loss_now().item()
+    assert after < 0.7 * before
