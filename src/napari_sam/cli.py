@@ -41,6 +41,9 @@ def _add_train(subparsers) -> None:
     p.add_argument("--objects", type=int, default=8, help="objects prompted per image and step (default 8)")
     p.add_argument("--rounds", type=int, default=3, help="prompt rounds per object: first prompt + corrective clicks (default 3)")
     p.add_argument("--lr", type=float, default=4e-4, help="peak learning rate (default 4e-4)")
+    p.add_argument("--position-scale", type=float, default=1.0,
+                   help="for a new model (--init none): frequency scale of the click position code; "
+                        "larger suits small objects (default 1, as SAM)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
     p.add_argument("--save-every", type=int, default=50, help="steps between resumable checkpoints (default 50)")
@@ -63,6 +66,7 @@ def _run_train(args) -> int:
         batch_size=args.batch_size, objects_per_image=args.objects, rounds=args.rounds, lr=args.lr,
         seed=args.seed, device=args.device, overwrite=args.overwrite, resume=args.resume,
         restart=args.restart, half=args.half, save_every=args.save_every, log_every=args.log_every,
+        position_scale=args.position_scale,
     )
     try:
         train(options, log=lambda line: print(line, flush=True))

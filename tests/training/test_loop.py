@@ -160,3 +160,15 @@ def test_training_lowers_the_interactive_loss():
     with torch.no_grad():
         after = loss_now().item()
     assert after < 0.7 * before
+
+
+def test_position_scale_sharpens_the_click_code_of_a_new_model(tmp_path):
+    out = tmp_path / "m.pt"
+    train(tiny_options(out, steps=1, position_scale=4.0), log=quiet)
+    torch.manual_seed(3)  # the seed of tiny_options: the same random start
+    start = build_sam(training_config("tiny"))
+    key = "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"
+    saved = torch.load(out, weights_only=True)[key]
+    torch.testing.assert_close(saved, 4.0 * start.state_dict()[key])
+    with pytest.raises(ValueError, match="--position-scale"):
+        train(tiny_options(tmp_path / "n.pt", position_scale=0.0), log=quiet)
