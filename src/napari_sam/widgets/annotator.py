@@ -44,6 +44,9 @@ from .engine import SamEngine
 BROWSE = "Browse…"
 DEFAULT_MODEL = "demo"
 PREFETCH_DEPTH = 2  # slices on each side embedded ahead when idle
+# Prefetching starts only after this long without a click or slice change: an
+# encoder running next to the decoder would slow down the user's clicks.
+PREFETCH_IDLE_MS = 1500
 
 KEYS_HELP = """\
 Mouse (layer "SAM points", add mode): click = point on the object (green);
@@ -90,6 +93,11 @@ class AnnotatorWidget(QWidget):
         self._load_serial = 0
         self._bound_layers: list = []
         self._closed = False
+        self.prefetch_enabled = True
+        self._prefetch_timer = QTimer(self)
+        self._prefetch_timer.setSingleShot(True)
+        self._prefetch_timer.setInterval(PREFETCH_IDLE_MS)
+        self._prefetch_timer.timeout.connect(self._prefetch_now)
 
         self._build_ui()
         self.embedder.embedded.connect(self._on_embedded)
@@ -461,18 +469,26 @@ class AnnotatorWidget(QWidget):
         self._current_key = job.key
         if job.key in self.cache:
             self._refresh_prompts(force=True)
-            self._prefetch_around(s, job)
+            self._schedule_prefetch()
         else:
             self._set_status(f"Embedding {job.label} …")
             self.embedder.submit(job)
 
-    def _prefetch_around(self, s, current_job=None) -> None:
+    def _schedule_prefetch(self) -> None:
+        """(Re)start the idle countdown after which neighbouring slices are embedded."""
+        if self.prefetch_enabled and not self._closed and self._current_slice:
+            self._prefetch_timer.start()
+
+    def _prefetch_now(self) -> None:
+        s = self._current_slice
+        if self._closed or self.image is None or self.engine is None or not s or self.embedder.is_busy:
+            return
         try:
             jobs = [self._job(n, prefetch=True) for n in self._neighbours(s)]
-        except Exception:
+        except Exception:  # unreadable neighbours: prefetch is only a convenience
             return
         jobs = [j for j in jobs if j.key not in self.cache]
-        if jobs and not self.embedder.is_busy and not self._closed:
+        if jobs:
             self.embedder.submit(jobs[0], jobs[1:])
 
     def _on_embedded(self, key: EmbeddingKey) -> None:
@@ -480,7 +496,7 @@ class AnnotatorWidget(QWidget):
             return  # a prefetch, or a slice no longer shown: used only when its key is wanted
         self._set_status(f"Slice {key.slice_index} embedded: place points or a box.")
         self._refresh_prompts(force=True)
-        QTimer.singleShot(0, lambda s=key.slice_index: self._prefetch_around(s) if s == self._current_slice else None)
+        self._schedule_prefetch()
 
     def _on_embed_failed(self, job: EmbedJob, err: BaseException) -> None:
         detail = "".join(traceback.format_exception_only(type(err), err)).strip()
@@ -583,6 +599,8 @@ class AnnotatorWidget(QWidget):
 
     def _refresh_prompts(self, force: bool = False) -> None:
         """Decode the current slice's prompt if it changed (or ``force``) and show the candidates."""
+        if self._prefetch_timer.isActive():
+            self._prefetch_timer.start()  # the user is busy here: prefetch later
         s = self._current_slice
         if self.image is None or s is None:
             return
@@ -610,6 +628,12 @@ class AnnotatorWidget(QWidget):
         self._show_candidates(cands)
 
     def _show_candidates(self, cands) -> None:
+        """Write the candidates into the three layers.
+
+        The layers keep their one-plane array; it is overwritten in place and
+        refreshed, which is much cheaper in napari than assigning a new array
+        (that re-computes the viewer's dimensions for every layer).
+        """
         if not self.candidates or self.image is None:
             return
         lead, plane = L.plane_shape(self.image)
@@ -618,16 +642,24 @@ class AnnotatorWidget(QWidget):
             if self._current_slice is not None:
                 L.place_on_slice(layer, self.image, self._current_slice)
             button = self.candidate_buttons.button(k)
+            data = layer.data
+            if not isinstance(data, np.ndarray) or data.shape != shape or not data.flags.writeable:
+                layer.data = data = np.zeros(shape, dtype=np.uint8)
             if cands is None or k >= cands.count:
-                if layer.data.any():
-                    layer.data = np.zeros(shape, dtype=np.uint8)
-                layer.name = f"{L.CANDIDATE_NAME} {k + 1}"
+                if data.any():
+                    data[...] = 0
+                    layer.refresh()
+                _rename(layer, f"{L.CANDIDATE_NAME} {k + 1}")
                 button.setText(f"{k + 1}: –")
                 continue
             chosen = k == cands.selected
-            layer.data = (cands.masks[k].astype(np.uint8) * (k + 1)).reshape(shape)
-            layer.name = f"{L.CANDIDATE_NAME} {k + 1}: IoU {cands.iou[k]:.2f}" + (" (selected)" if chosen else "")
-            layer.visible = chosen
+            plane_view = data.reshape(plane)
+            np.multiply(cands.masks[k], k + 1, out=plane_view, casting="unsafe")
+            _rename(layer, f"{L.CANDIDATE_NAME} {k + 1}: IoU {cands.iou[k]:.2f}" + (" (selected)" if chosen else ""))
+            if layer.visible != chosen:
+                layer.visible = chosen  # becoming visible refreshes the layer
+            elif chosen:
+                layer.refresh()
             button.setText(f"{k + 1}: {cands.iou[k]:.2f}")
             if chosen:
                 button.setChecked(True)
@@ -753,6 +785,7 @@ class AnnotatorWidget(QWidget):
     def shutdown(self) -> None:
         """Stop waiting for embeddings and disconnect from the viewer."""
         self._closed = True
+        self._prefetch_timer.stop()
         self.embedder.cancel()
         for emitter, slot in (
             (self.viewer.layers.events.inserted, self._refresh_image_choices),
@@ -764,6 +797,11 @@ class AnnotatorWidget(QWidget):
                 emitter.disconnect(slot)
             except (TypeError, ValueError, RuntimeError):
                 pass
+
+
+def _rename(layer, name: str) -> None:
+    if layer.name != name:
+        layer.name = name
 
 
 def _devices() -> list[str]:
