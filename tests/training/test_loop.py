@@ -172,3 +172,21 @@ def test_position_scale_sharpens_the_click_code_of_a_new_model(tmp_path):
     torch.testing.assert_close(saved, 4.0 * start.state_dict()[key])
     with pytest.raises(ValueError, match="--position-scale"):
         train(tiny_options(tmp_path / "n.pt", position_scale=0.0), log=quiet)
+
+
+def test_a_failed_write_leaves_the_previous_file_intact(tmp_path, monkeypatch):
+    from napari_sam.training import checkpoints
+
+    target = tmp_path / "model.pt"
+    checkpoints.save_atomic({"a": torch.ones(2)}, target)
+
+    def broken_save(obj, f):
+        f.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoints.torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoints.save_atomic({"a": torch.zeros(2)}, target)
+    monkeypatch.undo()
+    assert torch.equal(torch.load(target, weights_only=True)["a"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary file left
