@@ -7,7 +7,7 @@ import reference
 import torch
 
 import napari_sam.model.tiny_vit as tiny_vit
-from napari_sam.model.tiny_vit import TinyViT, relative_offset_index
+from napari_sam.model.tiny_vit import TinyViT, image_to_windows, relative_offset_index, windows_to_image
 
 SMALL = dict(img_size=256, embed_dims=(16, 32, 40, 80), depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 4))
 
@@ -93,6 +93,27 @@ def test_relative_offset_index_matches_reference_numbering(reference_sam, window
     stage = 1 if window == 7 else 2
     ref_attn = reference_sam.image_encoder.layers[stage].blocks[0].attn
     assert torch.equal(relative_offset_index(window), ref_attn.attention_bias_idxs)
+
+
+@pytest.mark.parametrize(
+    "batch, height, width, window",
+    [(2, 14, 14, 7), (1, 16, 16, 7), (2, 5, 9, 7), (1, 64, 64, 14), (1, 13, 20, 1)],
+)
+def test_windows_are_zero_padded_row_major_and_invert(batch, height, width, window):
+    x = torch.randn(batch, height, width, 3)
+    pad_bottom, pad_right = -height % window, -width % window
+    padded = torch.nn.functional.pad(x, (0, 0, 0, pad_right, 0, pad_bottom))
+    rows, cols = padded.shape[1] // window, padded.shape[2] // window
+    expected = (
+        padded.view(batch, rows, window, cols, window, 3)
+        .transpose(2, 3)
+        .reshape(batch * rows * cols, window * window, 3)
+    )
+    windows = image_to_windows(x, window)
+    assert torch.equal(windows, expected)
+    back = windows_to_image(windows, batch, height, width)
+    assert back.is_contiguous()
+    assert torch.equal(back, x)
 
 
 def test_checkpoint_round_trip_strict(reference_sam, random_weights):

@@ -312,6 +312,58 @@ def relative_offset_index(window_size: int) -> torch.Tensor:
     return dy * window_size + dx
 
 
+def _window_parts(length: int, window_size: int) -> list[tuple[int, int, slice, int]]:
+    """Split 0..length into a run of whole windows and a last partial window.
+
+    Each part is (start, stop, window indices, positions used in each window).
+    """
+    whole, rest = divmod(length, window_size)
+    parts = []
+    if whole:
+        parts.append((0, whole * window_size, slice(0, whole), window_size))
+    if rest:
+        parts.append((whole * window_size, length, slice(whole, whole + 1), rest))
+    return parts
+
+
+def image_to_windows(x: torch.Tensor, window_size: int) -> torch.Tensor:
+    """(B, H, W, C) -> (B * rows * cols, window_size**2, C) windows, zero-padded.
+
+    Windows run row-major over the image, tokens row-major inside a window.
+    Written in one pass (a pad followed by a reshape would copy twice): the
+    image is cut into whole-window and partial-window blocks, each of which is
+    a strided view on both sides.
+    """
+    batch, height, width, dim = x.shape
+    ws = window_size
+    rows, cols = -(-height // ws), -(-width // ws)
+    windows = x.new_empty(batch, rows, cols, ws, ws, dim)
+    grid = windows.permute(0, 1, 3, 2, 4, 5)  # (B, rows, ws, cols, ws, C): image order
+    for r0, r1, row_windows, row_used in _window_parts(height, ws):
+        for c0, c1, col_windows, col_used in _window_parts(width, ws):
+            block = x[:, r0:r1, c0:c1].unflatten(1, (-1, row_used)).unflatten(3, (-1, col_used))
+            grid[:, row_windows, :row_used, col_windows, :col_used].copy_(block)
+    if height % ws:
+        grid[:, -1, height % ws :].zero_()
+    if width % ws:
+        grid[:, :, :, -1, width % ws :].zero_()
+    return windows.view(batch * rows * cols, ws * ws, dim)
+
+
+def windows_to_image(windows: torch.Tensor, batch: int, height: int, width: int) -> torch.Tensor:
+    """Inverse of `image_to_windows`: back to contiguous (B, H, W, C), padding dropped."""
+    dim = windows.shape[-1]
+    ws = math.isqrt(windows.shape[1])
+    rows, cols = -(-height // ws), -(-width // ws)
+    grid = windows.view(batch, rows, cols, ws, ws, dim).permute(0, 1, 3, 2, 4, 5)
+    image = windows.new_empty(batch, height, width, dim)
+    for r0, r1, row_windows, row_used in _window_parts(height, ws):
+        for c0, c1, col_windows, col_used in _window_parts(width, ws):
+            block = image[:, r0:r1, c0:c1].unflatten(1, (-1, row_used)).unflatten(3, (-1, col_used))
+            block.copy_(grid[:, row_windows, :row_used, col_windows, :col_used])
+    return image
+
+
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside non-overlapping square windows.
 
@@ -356,30 +408,19 @@ class WindowAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x + attention(x), for (B, H, W, C) features."""
         batch, height, width, dim = x.shape
-        ws = self.window_size
-        pad_bottom = -height % ws
-        pad_right = -width % ws
-        if pad_bottom or pad_right:
-            x = F.pad(x, (0, 0, 0, pad_right, 0, pad_bottom))
-        rows, cols = (height + pad_bottom) // ws, (width + pad_right) // ws
-        n_windows, n_tokens = batch * rows * cols, ws * ws
+        windows = image_to_windows(x, self.window_size)
+        n_windows, n_tokens, _ = windows.shape
 
-        windows = x.view(batch, rows, ws, cols, ws, dim).transpose(2, 3).reshape(n_windows, n_tokens, dim)
         qkv = linear(self.norm(windows), self.qkv.weight, self.qkv.bias)
         qkv = qkv.view(n_windows, n_tokens, self.num_heads, 3, self.head_dim)
         # (windows, heads, tokens, head_dim) views; SDPA takes them as they are.
         q, k, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.attention_bias(q.dtype))
         out = out.transpose(1, 2).reshape(n_windows, n_tokens, dim)
-        # The residual is added while still in window order (padding included,
-        # it is cropped away below).
+        # The residual is added while still in window order (padding included;
+        # it is dropped when going back to the image).
         out = linear(out, self.proj.weight, self.proj.bias, add=windows)
-
-        out = out.view(batch, rows, cols, ws, ws, dim).transpose(2, 3)
-        out = out.reshape(batch, rows * ws, cols * ws, dim)
-        if pad_bottom or pad_right:
-            out = out[:, :height, :width]
-        return out
+        return windows_to_image(out, batch, height, width)
 
 
 class FeedForward(nn.Module):
@@ -410,9 +451,8 @@ class TinyViTBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.attn(x)  # adds its input back
         # Contiguous (B, H, W, C) seen as NCHW is channels_last memory, so the
-        # permutes are free; only an attention output cropped from padded
-        # windows is copied here, once.
-        x = self.local_conv(x.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last))
+        # permutes are free.
+        x = self.local_conv(x.permute(0, 3, 1, 2))
         return self.mlp(x.permute(0, 2, 3, 1))  # adds its input back
 
 
