@@ -125,6 +125,7 @@ def _fused_kernels_work(dtype: torch.dtype) -> bool:
         (_onednn_conv, _plain_conv, (x, rand(8, 8, 3, 3), None, 1, 1, 1, False, None)),
         (_onednn_linear, _plain_linear, (tokens, rand(16, 8), rand(16), True, None)),
         (_onednn_linear, _plain_linear, (tokens, rand(16, 8), rand(16), False, token_add)),
+        (_onednn_linear, _plain_linear, (tokens, rand(16, 8), None, False, None)),
     ]
     try:
         with torch.no_grad():
@@ -629,5 +630,11 @@ class TinyViT(nn.Module):
         x = self.layers[0](x).permute(0, 2, 3, 1)
         for stage in self.layers[1:]:
             x = stage(x)
-        x = self.neck(x.permute(0, 3, 1, 2))
-        return x.contiguous()
+        return self._apply_neck(x).contiguous()
+
+    def _apply_neck(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, C) last-stage features -> (B, out_chans, H, W)."""
+        project, norm1, conv, norm2 = self.neck
+        # The 1x1 convolution is a linear layer on channels-last tokens.
+        x = linear(x, project.weight.flatten(1), None).permute(0, 3, 1, 2)
+        return norm2(conv(norm1(x)))
