@@ -143,7 +143,10 @@ def _fused_kernels_work(dtype: torch.dtype) -> bool:
 def _can_fuse(x: torch.Tensor, *others: torch.Tensor | None) -> bool:
     if not USE_FUSED_CPU_KERNELS or x.device.type != "cpu" or x.dtype not in _FUSABLE_DTYPES:
         return False
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, *others)):
+    tensors = [t for t in others if t is not None]
+    if any(t.dtype != x.dtype or t.device != x.device for t in tensors):
+        return False  # let the plain op report (or handle) the mismatch
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *tensors)):
         return False
     return _fused_kernels_work(x.dtype)
 
