@@ -130,3 +130,16 @@ def test_mask_to_logits_follows_the_resized_padded_frame():
     assert np.all(lo[0, 128:, :] < 0)  # the padding is background
     with pytest.raises(ValueError, match="2D"):
         mask_to_logits(np.zeros(3), (1, 1), 4, (1, 1))
+
+
+def test_forget_results_keeps_prompts_and_edit_but_drops_logits():
+    book = PromptBook()
+    req = book.update((), Prompt.make([[1, 1]], [1]))
+    book.set_result(req, *result())
+    book.update((), Prompt.make([[1, 1], [2, 2]], [1, 1]))
+    book.start_edit((4,), 3, box=[0, 0, 2, 2])
+    book.forget_results()
+    obj = book.get(())
+    assert obj.candidates is None and obj.feedback is None and obj.prompt.points.shape == (2, 2)
+    assert book.get((4,)).edit_id == 3
+    assert book.update((), obj.prompt, force=True).mask_input is None

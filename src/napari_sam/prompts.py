@@ -263,6 +263,15 @@ class PromptBook:
     def clear_all(self) -> None:
         self._slices.clear()
 
+    def forget_results(self) -> None:
+        """Drop every decoder result and fed-back logits, keeping prompts and edit targets.
+
+        For a change of model: logits of one model mean nothing to another.
+        """
+        for obj in self._slices.values():
+            obj.candidates = None
+            obj.feedback = None
+
 
 def _same_request(a: DecodeRequest, b: DecodeRequest) -> bool:
     def same(x, y):

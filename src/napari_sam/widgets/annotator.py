@@ -92,6 +92,7 @@ class AnnotatorWidget(QWidget):
         self._loading = None
         self._load_serial = 0
         self._bound_layers: list = []
+        self._bound_keys: list = []
         self._closed = False
         self.prefetch_enabled = True
         self._prefetch_timer = QTimer(self)
@@ -109,6 +110,7 @@ class AnnotatorWidget(QWidget):
         self.viewer.dims.events.ndisplay.connect(self._on_slice_changed)
         self._bind_keys(self.viewer)
         self._refresh_image_choices()
+        QTimer.singleShot(0, _warm_up_progress_ui)
         if autoload and self._model_is_local(self.model_combo.currentText()):
             QTimer.singleShot(0, self.load_model)
 
@@ -232,6 +234,7 @@ class AnnotatorWidget(QWidget):
                 target.bind_key(key, func, overwrite=True)
             except (TypeError, ValueError):  # older napari: no overwrite argument
                 target.bind_key(key, func)
+        self._bound_keys = list(bindings) if target is self.viewer else self._bound_keys
         if target is not self.viewer:
             self._bound_layers.append(target)
 
@@ -388,6 +391,8 @@ class AnnotatorWidget(QWidget):
             return
         self.engine = engine
         self._current_key = None
+        self.book.forget_results()  # logits of the previous model mean nothing to this one
+        self._show_candidates(None)
         self._set_status(f"Model {getattr(engine, 'name', engine.model_id)} ready.")
         self._on_slice_changed()
 
@@ -787,6 +792,13 @@ class AnnotatorWidget(QWidget):
         self._closed = True
         self._prefetch_timer.stop()
         self.embedder.cancel()
+        # Keys bound on the viewer would otherwise call into a closed widget.
+        for key in self._bound_keys:
+            try:
+                self.viewer.bind_key(key, None)
+            except (TypeError, ValueError, KeyError):
+                pass
+        self._bound_keys = []
         for emitter, slot in (
             (self.viewer.layers.events.inserted, self._refresh_image_choices),
             (self.viewer.layers.events.removed, self._on_layer_removed),
@@ -797,6 +809,22 @@ class AnnotatorWidget(QWidget):
                 emitter.disconnect(slot)
             except (TypeError, ValueError, RuntimeError):
                 pass
+
+
+def _warm_up_progress_ui() -> None:
+    """Show and close one napari progress bar now, while nothing runs.
+
+    napari builds its progress widgets the first time a progress bar appears,
+    which blocks the event loop for a few hundred milliseconds; without this
+    the first embedding would freeze napari that long.
+    """
+    try:
+        from napari.utils import progress
+
+        with progress(total=0, desc="SAM Annotator ready"):
+            pass
+    except Exception:  # cosmetic: never let this break the widget
+        pass
 
 
 def _rename(layer, name: str) -> None:

@@ -78,12 +78,10 @@ def points_layer(viewer, image: Image) -> Points:
     ndim = image.ndim
     layer = _find(viewer, "points", image, Points, lambda lyr: lyr.ndim == ndim, POINTS_NAME)
     if layer is None:
-        layer = Points(
-            np.zeros((0, ndim)),
+        kwargs = dict(
             ndim=ndim,
             name=_free_name(viewer, POINTS_NAME, image),
             features={SIGN: np.array([], dtype=object)},
-            feature_defaults={SIGN: "positive"},
             face_color=SIGN,
             face_color_cycle={"positive": POSITIVE_COLOR, "negative": NEGATIVE_COLOR},
             border_color="white",
@@ -91,6 +89,12 @@ def points_layer(viewer, image: Image) -> Points:
             metadata=_tag("points", image),
             **_geometry(image),
         )
+        try:
+            # Without a default sign an empty layer has no "current colour" for napari's controls.
+            layer = Points(np.zeros((0, ndim)), feature_defaults={SIGN: "positive"}, **kwargs)
+        except TypeError:  # napari versions whose Points take no feature_defaults argument
+            layer = Points(np.zeros((0, ndim)), **kwargs)
+            layer.feature_defaults = {SIGN: "positive"}
         viewer.add_layer(layer)
     if SIGN not in layer.features:
         layer.features = {SIGN: np.full(len(layer.data), "positive", dtype=object)}
