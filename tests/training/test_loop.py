@@ -190,3 +190,15 @@ def test_a_failed_write_leaves_the_previous_file_intact(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.equal(torch.load(target, weights_only=True)["a"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary file left
+
+
+def test_coverage_targets_are_area_fractions_of_each_mask_pixel():
+    from napari_sam.training.loop import object_coverage
+
+    mask = np.zeros((16, 16), bool)
+    mask[0:4, 0:4] = True  # one whole low-res pixel
+    mask[4:6, 4:8] = True  # half of the next one on the diagonal
+    cover = object_coverage(mask, 4)
+    assert cover.shape == (4, 4)
+    assert cover[0, 0] == 1.0 and cover[1, 1] == 0.5
+    assert cover.sum() == pytest.approx(mask.sum() / 16)

@@ -176,8 +176,23 @@ def _param_groups(model, weight_decay: float):
 
 
 # ---------------------------------------------------------------- one step
+def object_coverage(mask: np.ndarray, low_res_size: int) -> np.ndarray:
+    """Share of each low-resolution mask pixel that the object covers at input size.
+
+    These soft targets, not the nearest-neighbour low-resolution labels, are
+    what the masks are trained against: the predictor upsamples the
+    low-resolution logits bilinearly and cuts at 0, so logits that cross 0
+    where the coverage crosses one half give outlines accurate to a fraction
+    of a low-resolution pixel. Trained on nearest-neighbour labels, even a
+    perfect model would be off by up to a low-resolution pixel (mean IoU about
+    0.85 on generated nuclei instead of 0.95).
+    """
+    f = mask.shape[0] // low_res_size
+    return mask.reshape(low_res_size, f, low_res_size, f).mean(axis=(1, 3), dtype=np.float32)
+
+
 def _select_objects(pairs, k: int, rng):
-    """Up to k random objects per image: (image index, input-size mask, low-res mask) each."""
+    """Up to k random objects per image: (image index, input-size mask, low-res coverage) each."""
     image_index, masks, low_res = [], [], []
     for i, pair in enumerate(pairs):
         ids = pair.object_ids()
@@ -185,7 +200,7 @@ def _select_objects(pairs, k: int, rng):
         for obj in chosen:
             image_index.append(i)
             masks.append(pair.labels == obj)
-            low_res.append(pair.low_res_labels == obj)
+            low_res.append(object_coverage(masks[-1], pair.low_res_labels.shape[0]))
     return np.array(image_index), np.stack(masks), np.stack(low_res)
 
 
@@ -202,7 +217,8 @@ def interactive_loss(model, embeddings, masks: np.ndarray, low_res: np.ndarray, 
     """Loss of simulated interactive segmentation of N objects.
 
     ``embeddings`` (N, C, h, w): each object's image embedding; ``masks``
-    (N, S, S) bool at input size; ``low_res`` (N, L, L) bool. Returns
+    (N, S, S) bool at input size; ``low_res`` (N, L, L) the objects' coverage of
+    each mask pixel (:func:`object_coverage`). Returns
     (loss, IoU of the shown answer after the first prompt, after the last round).
 
     Objects prompted by a point and by a box are decoded in one batch: after
