@@ -70,7 +70,7 @@ def quality(folder: Path) -> None:
     start = time.perf_counter()
     embeddings = StackEmbeddings(predictor, stack, EmbeddingStore(folder / "demo"))
     embed_stack(predictor, embeddings)
-    print(f"demo: embedded {len(stack)} slices 256x256 in {time.perf_counter() - start:.1f} s")
+    print(f"demo: embedded {len(stack)} slices {stack.shape[1]}x{stack.shape[2]} in {time.perf_counter() - start:.1f} s")
     for prompt in (("box", "point"), ("box", "point", "mask")):
         ious = []
         for label in np.unique(labels)[1:]:
