@@ -9,13 +9,20 @@ class LayerNorm(nn.LayerNorm):
     """LayerNorm that always normalises in float32.
 
     Under bf16 the mean/variance of a 768- or 1280-wide token loses enough
-    precision to change masks; the normalisation itself is cheap, so we upcast
-    and cast the result back to the input's dtype.
+    precision to change masks. PyTorch's kernels accept a bf16/fp16 input with
+    float32 weights and then compute the statistics in float32 ("mixed type"),
+    which is also much faster than upcasting a copy; where a backend lacks
+    that, we upcast and cast the result back.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = None if self.weight is None else self.weight.float()
         bias = None if self.bias is None else self.bias.float()
+        if x.dtype in (torch.bfloat16, torch.float16):
+            try:
+                return F.layer_norm(x, self.normalized_shape, weight, bias, self.eps)
+            except RuntimeError:
+                pass
         y = F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps)
         return y.to(x.dtype)
 
