@@ -141,7 +141,8 @@ def main(argv=None):
     widget = AnnotatorWidget(viewer, engine_factory=lambda *a: engine, autoload=False)
     viewer.window.add_dock_widget(widget, name="SAM Annotator")
     app = QApplication.instance()
-    wait(app, lambda: True)
+    settle = time.perf_counter() + 2.0  # let napari finish starting up (first paint, dock layout)
+    wait(app, lambda: time.perf_counter() > settle)
     print(f"model {args.model} (random weights), image {args.size}x{args.size}, torch {torch.__version__}, "
           f"napari {napari.__version__}, main-thread torch threads {torch.get_num_threads()}")
 

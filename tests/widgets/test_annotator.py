@@ -293,3 +293,24 @@ def test_save_and_reopen_keeps_labels_and_scale(make_napari_viewer, qtbot, stub_
     assert np.array_equal(reopened.data, w.labels.data)
     np.testing.assert_allclose(reopened.scale, (2.0, 0.5, 0.25))
     wait_idle(qtbot, w)
+
+
+def test_a_reopened_annotator_takes_over_the_existing_layers(make_napari_viewer, qtbot, stub_factory):
+    img = np.zeros((40, 40), np.uint8)
+    viewer, image, w = start(make_napari_viewer, qtbot, img, stub_factory)
+    w.points.add([20, 20])
+    w.commit()
+    labels = w.labels.data.copy()
+    w.shutdown()
+    wait_idle(qtbot, w)
+    w2 = AnnotatorWidget(viewer, engine_factory=stub_factory, autoload=False)
+    viewer.window.add_dock_widget(w2, name="SAM Annotator 2")
+    w2.set_image(image)
+    w2.load_model("a")
+    wait_embedded(qtbot, w2)
+    assert w2.points is w.points and w2.labels is w.labels  # found again, not duplicated
+    assert np.array_equal(w2.labels.data, labels)  # never wiped
+    w2.points.add([10, 10])  # the closed widget must not react (nor fail)
+    assert w2.current_candidates() is not None and w.current_candidates() is None
+    assert w2.commit().object_id == 2
+    wait_idle(qtbot, w2)

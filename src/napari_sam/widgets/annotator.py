@@ -93,6 +93,7 @@ class AnnotatorWidget(QWidget):
         self._load_serial = 0
         self._bound_layers: list = []
         self._bound_keys: list = []
+        self._connected: list = []  # prompt layers whose data events we listen to
         self._closed = False
         self.prefetch_enabled = True
         self._prefetch_timer = QTimer(self)
@@ -319,9 +320,9 @@ class AnnotatorWidget(QWidget):
             if layer not in self._bound_layers:
                 self._bind_keys(layer)
         for layer in (self.points, self.boxes):
-            if not getattr(layer, "_napari_sam_connected", False):
+            if all(layer is not other for other in self._connected):
                 layer.events.data.connect(self._on_prompt_layer_changed)
-                layer._napari_sam_connected = True
+                self._connected.append(layer)
         if self._on_points_press not in self.points.mouse_drag_callbacks:
             # First in the list, so it runs before napari's own "add point" callback.
             self.points.mouse_drag_callbacks.insert(0, self._on_points_press)
@@ -548,6 +549,8 @@ class AnnotatorWidget(QWidget):
         )
 
     def _on_prompt_layer_changed(self, event=None) -> None:
+        if self._closed:
+            return
         action = str(getattr(event, "action", "")) if event is not None else ""
         if action.endswith("ing"):  # adding / changing / removing: wait for the final event
             return
@@ -792,13 +795,24 @@ class AnnotatorWidget(QWidget):
         self._closed = True
         self._prefetch_timer.stop()
         self.embedder.cancel()
-        # Keys bound on the viewer would otherwise call into a closed widget.
-        for key in self._bound_keys:
-            try:
-                self.viewer.bind_key(key, None)
-            except (TypeError, ValueError, KeyError):
-                pass
+        # Keys and callbacks left on the viewer and layers would call into a closed widget.
+        for target in (self.viewer, *self._bound_layers):
+            keys = self._bound_keys if target is self.viewer else [*self._bound_keys, "1", "2", "3"]
+            for key in keys:
+                try:
+                    target.bind_key(key, None)
+                except (TypeError, ValueError, KeyError):
+                    pass
         self._bound_keys = []
+        self._bound_layers = []
+        for layer in self._connected:
+            try:
+                layer.events.data.disconnect(self._on_prompt_layer_changed)
+            except (TypeError, ValueError, RuntimeError):
+                pass
+        self._connected = []
+        if self.points is not None and self._on_points_press in self.points.mouse_drag_callbacks:
+            self.points.mouse_drag_callbacks.remove(self._on_points_press)
         for emitter, slot in (
             (self.viewer.layers.events.inserted, self._refresh_image_choices),
             (self.viewer.layers.events.removed, self._on_layer_removed),
