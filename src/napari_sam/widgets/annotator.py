@@ -109,7 +109,7 @@ class AnnotatorWidget(QWidget):
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self.viewer.dims.events.current_step.connect(self._on_slice_changed)
         self.viewer.dims.events.ndisplay.connect(self._on_slice_changed)
-        self._bind_keys(self.viewer)
+        self._bind_keys(self.viewer, digits=False)
         self._refresh_image_choices()
         QTimer.singleShot(0, _warm_up_progress_ui)
         if autoload and self._model_is_local(self.model_combo.currentText()):
@@ -220,14 +220,23 @@ class AnnotatorWidget(QWidget):
         self.status.setText(text)
 
     # ----------------------------------------------------------- key bindings
-    def _bind_keys(self, target) -> None:
+    def _bind_keys(self, target, digits: bool = True, edit: bool = True) -> None:
+        """Bind our keys on ``target`` (the viewer or one of our layers).
+
+        napari looks keys up on the selected layer first, then on the viewer:
+        on our layers our keys win; with another layer selected that layer's
+        own keys win (C is auto-contrast on image layers). Digits are never
+        bound on the viewer (they would shadow napari's mode keys), nor E on
+        the labels layer (its erase key).
+        """
         bindings = {
             "c": lambda *_: self.commit(),
             "Shift-C": lambda *_: self.clear(),
             "t": lambda *_: self.toggle_sign(),
-            "e": lambda *_: self.edit_label(),
         }
-        if target is not self.viewer:  # digits would steal napari's mode keys on the viewer
+        if edit:
+            bindings["e"] = lambda *_: self.edit_label()
+        if digits:
             for k in range(3):
                 bindings[str(k + 1)] = lambda *_, k=k: self.select_candidate(k)
         for key, func in bindings.items():
@@ -235,8 +244,9 @@ class AnnotatorWidget(QWidget):
                 target.bind_key(key, func, overwrite=True)
             except (TypeError, ValueError):  # older napari: no overwrite argument
                 target.bind_key(key, func)
-        self._bound_keys = list(bindings) if target is self.viewer else self._bound_keys
-        if target is not self.viewer:
+        if target is self.viewer:
+            self._bound_keys = list(bindings)
+        else:
             self._bound_layers.append(target)
 
     # ------------------------------------------------------------ image choice
@@ -312,13 +322,16 @@ class AnnotatorWidget(QWidget):
             return
         v, img = self.viewer, self.image
         active = v.layers.selection.active
+        new_points = all(L._role(lyr).get("role") != "points" or L._role(lyr).get("image") != img.name for lyr in v.layers)
         self.labels = L.labels_layer(v, img)
         self.candidates = L.candidate_layers(v, img)
         self.boxes = L.boxes_layer(v, img)
         self.points = L.points_layer(v, img)
         for layer in (self.points, self.boxes, *self.candidates):
-            if layer not in self._bound_layers:
+            if all(layer is not other for other in self._bound_layers):
                 self._bind_keys(layer)
+        if all(self.labels is not other for other in self._bound_layers):
+            self._bind_keys(self.labels, digits=False, edit=False)
         for layer in (self.points, self.boxes):
             if all(layer is not other for other in self._connected):
                 layer.events.data.connect(self._on_prompt_layer_changed)
@@ -327,10 +340,12 @@ class AnnotatorWidget(QWidget):
             # First in the list, so it runs before napari's own "add point" callback.
             self.points.mouse_drag_callbacks.insert(0, self._on_points_press)
         self._apply_sign_default()
-        if active is not None and active in v.layers:
-            v.layers.selection.active = active
-        if self.points.mode != "add" and active is None:
+        if new_points:
+            # A fresh start: ready to click on the image.
             self.points.mode = "add"
+            v.layers.selection.active = self.points
+        elif active is not None and active in v.layers:
+            v.layers.selection.active = active
 
     # ------------------------------------------------------------ model choice
     def _model_is_local(self, name: str) -> bool:
