@@ -6,6 +6,7 @@ import pytest
 import reference
 import torch
 
+import napari_sam.model.fused as fused_ops
 import napari_sam.model.tiny_vit as tiny_vit
 from napari_sam.model.tiny_vit import TinyViT, image_to_windows, relative_offset_index, windows_to_image
 
@@ -207,7 +208,7 @@ def test_eval_folding_matches_batchnorm_layers():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_fused_cpu_kernels_match_plain_ops(monkeypatch, dtype):
-    if not tiny_vit._fused_kernels_work(dtype):
+    if not fused_ops._fused_kernels_work(dtype):
         pytest.skip(f"oneDNN fused kernels not usable for {dtype} here")
     model = TinyViT(**SMALL)
     model.load_state_dict(random_state_dict(model.state_dict(), seed=11))
@@ -215,7 +216,7 @@ def test_fused_cpu_kernels_match_plain_ops(monkeypatch, dtype):
     x = torch.randn(1, 3, 256, 256).to(dtype)
     with torch.inference_mode():
         fused = model(x)
-        monkeypatch.setattr(tiny_vit, "USE_FUSED_CPU_KERNELS", False)
+        monkeypatch.setattr(fused_ops, "USE_FUSED_CPU_KERNELS", False)
         plain = model(x)
     tolerance = 1e-5 if dtype == torch.float32 else 3e-2
     assert relative_error(fused.float(), plain.float()) <= tolerance

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .common import LayerNorm, LayerNorm2d, MLPBlock
+from .fused import linear
 
 # The bias of one global-attention call is (heads, N, N) with N = 4096 tokens:
 # 400 MB for vit_b in bf16, 1 GB for vit_h in fp32. We build and use it for a
@@ -114,20 +115,20 @@ def _attend_blockwise(q, k, v, bias_h, bias_w, rows: int) -> torch.Tensor:
     The same maths as SDPA with the bias as mask. Used for global attention in
     bf16 on the CPU, where PyTorch's fused kernel with a float mask measured
     about 2.5x slower than these matmuls (2-core AVX512-BF16 machine, 4096
-    tokens, torch 2.13). The softmax is taken in float32.
+    tokens, torch 2.13). PyTorch's bf16 softmax accumulates in float32
+    internally, so it needs no upcast copy.
     """
     B, heads, N, hd = q.shape
     H, W = bias_h.shape[-2], bias_w.shape[-1]
     q = q * hd**-0.5
-    k_t = k.transpose(-1, -2)
+    k_t = k.transpose(-1, -2).contiguous()  # once, not per block of rows
     out = torch.empty_like(q)
     for start in range(0, N, rows):
         stop = min(N, start + rows)
         logits = torch.matmul(q[:, :, start:stop], k_t)
         grid = logits.view(B, heads, stop - start, H, W)
         grid.add_(bias_h[:, :, start:stop]).add_(bias_w[:, :, start:stop])
-        weights = torch.softmax(logits, dim=-1, dtype=torch.float32).to(q.dtype)
-        torch.matmul(weights, v, out=out[:, :, start:stop])
+        torch.matmul(torch.softmax(logits, dim=-1), v, out=out[:, :, start:stop])
     return out
 
 
@@ -185,11 +186,14 @@ class Block(nn.Module):
             qkv = self.attn.qkv(x)
             windows, padded = window_partition(qkv, self.window_size, fill=self.attn.qkv.bias)
             x = window_unpartition(self.attn.attend(windows), self.window_size, padded, (H, W))
-            x = self.attn.proj(x)
         else:
-            x = self.attn(x)
-        x = shortcut + x
-        return x + self.mlp(self.norm2(x))
+            x = self.attn.attend(self.attn.qkv(x))
+        # Output projection + residual, then the MLP (+ GELU, + residual): on
+        # the CPU the GELU and the adds run inside the linear kernels.
+        proj, mlp = self.attn.proj, self.mlp
+        x = linear(x.contiguous(), proj.weight, proj.bias, add=shortcut)
+        hidden = linear(self.norm2(x), mlp.lin1.weight, mlp.lin1.bias, gelu=True)
+        return linear(hidden, mlp.lin2.weight, mlp.lin2.bias, add=x)
 
 
 class PatchEmbed(nn.Module):
