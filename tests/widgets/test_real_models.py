@@ -42,6 +42,13 @@ def test_vit_t_full_size_gives_three_candidates_in_the_widget(make_napari_viewer
     change = w.commit()
     if change is not None:  # random weights may give an empty mask; then nothing is committed
         assert w.labels.data[z].max() == change.object_id
+    # Editing an existing object sends its mask and box to the real decoder.
+    w.labels.data[z, 30:60, 40:80] = 9
+    w.labels.selected_label = 9
+    w.edit_label()
+    cands = w.current_candidates()
+    assert cands is not None and cands.masks.shape == (3, 90, 120)
+    assert w.book.get((z,)).edit_id == 9
 
 
 def _demo_available() -> bool:

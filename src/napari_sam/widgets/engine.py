@@ -6,16 +6,19 @@ embedding", so a background embedding of the next slice can never change the
 embedding the main thread is decoding from.
 
 Tests replace :class:`SamEngine` by any object with the same four members
-(``model_id``, ``embed``, ``decode``, ``mask_prompt``); see tests/widgets.
+(``model_id``, ``embed``, ``decode``, ``mask_prompt``;
+see tests/widgets/conftest.py); see tests/widgets.
 No Qt or napari here.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..model import SamPredictor, load_model
 from ..model.embedding import ImageEmbedding
+from ..model.image import resized_shape
 from ..prompts import DecodeRequest, mask_to_logits
 
 
@@ -51,11 +54,12 @@ class SamEngine:
             self._decoding = embedding
         return self.decoder.predict(**request.predict_kwargs())
 
-    def mask_prompt(self, mask, embedding: ImageEmbedding):
-        """An existing object's mask as SAM's (1, h, w) mask-prompt logits."""
+    def mask_prompt(self, mask):
+        """An existing object's mask (H, W of the plane) as SAM's (1, h, w) mask-prompt logits."""
+        H, W = np.asarray(mask).shape[:2]
         return mask_to_logits(
             mask,
-            embedding.input_size,
+            resized_shape(H, W, self.model.image_size),
             self.model.image_size,
             tuple(self.model.prompt_encoder.mask_input_size),
         )

@@ -1,0 +1,64 @@
+"""The annotator's engine link (no Qt): embed, decode, mask prompt, loading a checkpoint file."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_sam.model.build import build_sam, tiny_config
+from napari_sam.prompts import Prompt, PromptBook
+from napari_sam.widgets.annotator import default_engine_factory
+from napari_sam.widgets.engine import SamEngine
+
+
+@pytest.fixture(scope="module")
+def engine():
+    torch.manual_seed(0)
+    return SamEngine(build_sam(tiny_config()), device="cpu", precision="fp32")
+
+
+def test_embed_then_decode_a_prompt_from_the_book(engine):
+    image = np.random.default_rng(0).integers(0, 255, (40, 60)).astype(np.uint8)
+    emb = engine.embed(image)
+    assert emb.original_size == (40, 60) and emb.model_id == engine.model_id
+    book = PromptBook()
+    req = book.update((), Prompt.make([[30, 20]], [1], box=[10, 5, 50, 35]))
+    masks, iou, low = engine.decode(emb, req)
+    assert masks.shape == (3, 40, 60) and iou.shape == (3,) and low.ndim == 3
+    cands = book.set_result(req, masks, iou, low)
+    # The interactive loop: the next request carries logits the decoder accepts.
+    req2 = book.update((), Prompt.make([[30, 20], [5, 5]], [1, 0], box=[10, 5, 50, 35]))
+    assert req2.mask_input.shape == (1, *low.shape[1:])
+    masks2, _, _ = engine.decode(emb, req2)
+    assert masks2.shape == (3, 40, 60) and cands.count == 3
+
+
+def test_mask_prompt_matches_the_decoders_mask_input(engine):
+    image = np.zeros((40, 60), np.uint8)
+    emb = engine.embed(image)
+    mask = np.zeros((40, 60), bool)
+    mask[10:20, 20:40] = True
+    logits = engine.mask_prompt(mask)
+    assert logits.shape == (1, *engine.model.prompt_encoder.mask_input_size)
+    book = PromptBook()
+    req = book.start_edit((), 3, mask_logits=logits, box=[20, 10, 40, 20])
+    masks, _, _ = engine.decode(emb, req)
+    assert masks.shape == (3, 40, 60)
+
+
+def test_a_local_checkpoint_file_loads_like_browse_does(tmp_path):
+    model = build_sam(tiny_config())
+    path = tmp_path / "my_sam.pth"
+    torch.save(model.state_dict(), path)
+    engine = default_engine_factory(str(path), "cpu", "fp32")
+    assert engine.model_id == engine.model.weights_id
+    assert engine.embed(np.zeros((16, 16), np.uint8)).original_size == (16, 16)
+
+
+def test_embeddings_of_another_model_are_refused(engine):
+    other = SamEngine(build_sam(tiny_config()), device="cpu", precision="fp32")
+    emb = other.embed(np.zeros((16, 16), np.uint8))
+    if emb.model_id == engine.model_id:
+        pytest.skip("two random tiny models happened to share a weights id")
+    req = PromptBook().update((), Prompt.make([[5, 5]], [1]))
+    with pytest.raises(ValueError, match="embed the image again"):
+        engine.decode(emb, req)
