@@ -333,3 +333,27 @@ def test_a_reopened_annotator_takes_over_the_existing_layers(make_napari_viewer,
     assert w2.current_candidates() is not None and w.current_candidates() is None
     assert w2.commit().object_id == 2
     wait_idle(qtbot, w2)
+
+
+def test_cancel_stops_waiting_and_keeps_what_was_drawn(make_napari_viewer, qtbot):
+    gate = threading.Event()
+    engine = StubEngine(model_id="slow", gate=gate)
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((30, 30), np.uint8))
+    w = AnnotatorWidget(viewer, engine_factory=lambda *a: engine, autoload=False)
+    viewer.window.add_dock_widget(w)
+    w.set_image(image)
+    w.load_model("slow")
+    qtbot.waitUntil(lambda: w.embedder.running is not None, timeout=TIMEOUT_MS)
+    assert w.cancel_button.isEnabled()
+    w.points.add([15, 15])
+    announced = []
+    w.embedder.embedded.connect(announced.append)
+    w.cancel_button.click()
+    gate.set()
+    wait_idle(qtbot, w)
+    assert announced == [] and w.current_candidates() is None  # the cancelled result is not pushed
+    assert not w.cancel_button.isEnabled() and len(w.points.data) == 1
+    # The finished embedding is still cached: the next click decodes at once.
+    w.points.add([10, 10])
+    assert w.current_candidates() is not None

@@ -81,12 +81,14 @@ class BackgroundEmbedder(QObject):
         self._start_next()
 
     def cancel(self) -> None:
-        """Drop waiting jobs; the running one finishes but its result is not announced."""
+        """Drop waiting jobs; the running one finishes but its result is not announced.
+
+        An encoder forward pass cannot be interrupted; its result is still
+        cached (it is valid), so coming back to that slice costs nothing.
+        """
         self._queue.clear()
         if self._running is not None:
             self._cancelled = True
-            if self._worker is not None:
-                self._worker.quit()
         else:
             self.busy_changed.emit(False)
 

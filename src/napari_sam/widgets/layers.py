@@ -85,7 +85,7 @@ def points_layer(viewer, image: Image) -> Points:
             face_color=SIGN,
             face_color_cycle={"positive": POSITIVE_COLOR, "negative": NEGATIVE_COLOR},
             border_color="white",
-            size=max(3.0, min(spatial_shape(image)[-2:]) / 60),
+            size=max(3.0, min(spatial_shape(image)[-2:]) / 40),
             metadata=_tag("points", image),
             **_geometry(image),
         )
