@@ -357,3 +357,22 @@ def test_cancel_stops_waiting_and_keeps_what_was_drawn(make_napari_viewer, qtbot
     # The finished embedding is still cached: the next click decodes at once.
     w.points.add([10, 10])
     assert w.current_candidates() is not None
+
+
+def test_moving_and_removing_points_decode_again(make_napari_viewer, qtbot, stub_factory):
+    img = np.zeros((40, 40), np.uint8)
+    viewer, image, w = start(make_napari_viewer, qtbot, img, stub_factory)
+    engine = stub_factory.engines["a"]
+    w.points.add([10, 10])
+    w.points.add([20, 25])
+    moved = np.array(w.points.data)
+    moved[1] = [30, 5]
+    w.points.data = moved  # what dragging a point ends with
+    assert engine.decode_calls[-1][1].point_coords.tolist() == [[10, 10], [5, 30]]
+    assert engine.decode_calls[-1][1].mask_input is None  # a moved point invalidates the fed-back logits
+    w.points.selected_data = {0}
+    w.points.remove_selected()
+    assert engine.decode_calls[-1][1].point_coords.tolist() == [[5, 30]]
+    w.points.selected_data = {0}
+    w.points.remove_selected()
+    assert w.current_candidates() is None and not any(c.data.any() for c in w.candidates)
