@@ -361,7 +361,7 @@ class AnnotatorWidget(QWidget):
 
     def _on_model_activated(self, index: int) -> None:
         if self.model_combo.itemText(index) == BROWSE:
-            path, _ = QFileDialog.getOpenFileName(self, "SAM checkpoint", "", "Checkpoints (*.pth *.pt *.bin *.safetensors);;All files (*)")
+            path, _ = QFileDialog.getOpenFileName(self, "SAM checkpoint", "", "Checkpoints (*.pth *.pt *.bin);;All files (*)")
             if not path:
                 return
             self.model_combo.insertItem(self.model_combo.count() - 1, path)
