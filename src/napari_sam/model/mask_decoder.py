@@ -10,6 +10,7 @@ mask is.
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .common import MLP, LayerNorm2d
@@ -90,10 +91,41 @@ class MaskDecoder(nn.Module):
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
 
-        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(B, C, h, w))
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
         )
-        b, c, H, W = upscaled.shape
-        masks = (hyper_in @ upscaled.reshape(b, c, H * W)).reshape(b, -1, H, W)
+        masks = self._masks_from_tokens(src, hyper_in, h, w)
         return masks, self.iou_prediction_head(iou_token_out)
+
+    def _masks_from_tokens(self, src: torch.Tensor, hyper_in: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """Upscale the image tokens 4x and take each mask token's dot product with them.
+
+        ``output_upscaling`` is two 2x2 transposed convolutions with stride 2:
+        kernels that never overlap, so each is a matrix product per token
+        followed by a rearrangement of pixels. We do the products on the
+        (B, h*w, C) tokens directly and rearrange only the final (B, M, 4h, 4w)
+        masks, which is several times cheaper on the CPU than the convolution
+        kernels and their layout copies, with the same numbers up to float
+        rounding.
+        """
+        up1, norm, act1, up2, act2 = self.output_upscaling
+        B, M = src.shape[0], hyper_in.shape[1]
+        x = _token_deconv(src, up1)  # (B, h*w*4, C/4), sub-pixels (di, dj) of each token
+        x = act1(F.layer_norm(x, (x.shape[-1],), norm.weight, norm.bias, norm.eps))
+        x = act2(_token_deconv(x, up2))  # (B, h*w*16, C/8), sub-pixels (di, dj, ei, ej)
+        masks = torch.matmul(hyper_in, x.transpose(1, 2))  # (B, M, h*w*16)
+        masks = masks.view(B, M, h, w, 2, 2, 2, 2).permute(0, 1, 2, 4, 6, 3, 5, 7)
+        return masks.reshape(B, M, 4 * h, 4 * w)
+
+
+def _token_deconv(tokens: torch.Tensor, deconv: nn.ConvTranspose2d) -> torch.Tensor:
+    """A 2x2/stride-2 transposed convolution applied to (B, N, Cin) tokens -> (B, N*4, Cout).
+
+    Output token 4n + 2di + dj is sub-pixel (di, dj) of input token n.
+    """
+    weight = deconv.weight  # (Cin, Cout, 2, 2)
+    cin, cout = weight.shape[:2]
+    flat = weight.permute(0, 2, 3, 1).reshape(cin, 4 * cout)
+    bias = deconv.bias.repeat(4) if deconv.bias is not None else None
+    out = F.linear(tokens, flat.t(), bias)  # (B, N, 4 * Cout)
+    return out.reshape(tokens.shape[0], -1, cout)

