@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     _add_train(subparsers)
+    from .volume.cli import add_embed_command
+
+    add_embed_command(subparsers)
     return parser
 
 

@@ -1,0 +1,15 @@
+"""The `napari-sam-annotator` command offers every sub-command."""
+
+from napari_sam.cli import build_parser
+from napari_sam.volume.cli import run_embed
+
+
+def test_embed_subcommand_is_wired_into_the_main_command():
+    args = build_parser().parse_args(["embed", "stack.tif", "--model", "vit_t"])
+    assert args.func is run_embed
+    assert args.model == "vit_t"
+
+
+def test_train_subcommand_is_there():
+    args = build_parser().parse_args(["train", "--data", "generated", "--out", "model.pt"])
+    assert args.command == "train"
