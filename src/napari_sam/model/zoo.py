@@ -224,6 +224,19 @@ for _info in (
         ),
         licence="not verified here; see https://zenodo.org/record/8250260",
     ),
+    ModelInfo(
+        name="demo",
+        model_type="custom",
+        package_file="models/demo_nuclei.pt",
+        size=2_551_979,
+        hash="sha256:d20fd58aa5a0da99b1a6e8d32b738efa5f1d69ad609959e31eb83ecbf473963a",
+        filename="demo_nuclei.pt",
+        description=(
+            "Demo model trained on generated nuclei only — for trying the plugin offline; "
+            "use vit_t / vit_b / vit_b_lm for real data. Ships with the plugin (no download)."
+        ),
+        licence="BSD-3-Clause",
+    ),
 ):
     register_model(_info)
 del _info
