@@ -230,3 +230,15 @@ def test_config_fields_are_all_numbers_or_names():
     assert hash(cfg) == hash(tiny_config())
     for f in fields(cfg):
         assert isinstance(getattr(cfg, f.name), (int, str, tuple)), f.name
+
+
+def test_gradients_flow_through_the_vit_encoder_for_training():
+    # The inference paths use out= and in-place kernels; training must not.
+    from napari_sam.model.build import build_sam, tiny_config
+
+    model = build_sam(tiny_config(image_size=64)).train()
+    x = torch.randn(1, 3, 64, 64)
+    model.image_encoder(x).square().sum().backward()
+    block = model.image_encoder.blocks[0]
+    assert block.attn.rel_pos_h.grad is not None and block.attn.rel_pos_h.grad.abs().sum() > 0
+    assert block.attn.qkv.weight.grad.abs().sum() > 0

@@ -89,6 +89,11 @@ class Attention(nn.Module):
         grid = q.reshape(B, heads, H, W, hd)
         bias_h = torch.einsum("bnhwc,hkc->bnhwk", grid, table_h).reshape(B, heads, N, H, 1)
         bias_w = torch.einsum("bnhwc,wkc->bnhwk", grid, table_w).reshape(B, heads, N, 1, W)
+        if torch.is_grad_enabled() and (q.requires_grad or table_h.requires_grad):
+            # Training: out= and in-place kernels have no gradient; build the
+            # whole mask with plain (differentiable) ops.
+            mask = (bias_h + bias_w).reshape(B, heads, N, N)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         rows = max(1, min(N, _MAX_BIAS_BYTES // (B * heads * N * q.element_size())))
         if q.device.type == "cpu" and q.dtype == torch.bfloat16 and N > _SDPA_MAX_TOKENS_CPU_BF16:
             return _attend_blockwise(q, k, v, bias_h, bias_w, rows)
