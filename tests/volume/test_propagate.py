@@ -120,6 +120,25 @@ def test_iou_threshold_stops_a_jump_to_another_object():
     np.testing.assert_array_equal(lenient.mask, labels > 0)
 
 
+def test_regrowth_stops_a_slide_into_an_object_stacked_below():
+    # Two ellipsoids on top of each other along z, touching and shifted a little in x: the walk
+    # slides from one into the other with a high slice-to-slice IoU; only the area profile tells.
+    labels = ellipsoid(cz=8, rz=6, cx=30).astype(np.uint8)
+    labels[ellipsoid(cz=20, rz=6.5, cx=34) & (labels == 0)] = 2
+    oracle = OracleSegmenter(np.where(labels > 0, 1, 0))  # the model sees one merged blob
+    slid = propagate(oracle, {8: labels[8] == 1}, iou_threshold=0.1)
+    assert slid.z_extent[1] > 20  # without the area rule it walks into the second object
+    result = propagate(OracleSegmenter(np.where(labels > 0, 1, 0)), {8: labels[8] == 1}, iou_threshold=0.1,
+                       max_regrowth=0.25)
+    up = stop_of(result, 8, +1)
+    assert up.reason == "regrowth" and "grew again" in up.describe()
+    assert 13 <= up.last_slice <= 15  # at the waist between the two objects
+    # a convex object alone never triggers it
+    alone = propagate(OracleSegmenter(ellipsoid().astype(np.uint8)), {15: ellipsoid()[15]}, iou_threshold=0.2,
+                      max_regrowth=0.0)
+    np.testing.assert_array_equal(alone.mask, ellipsoid())
+
+
 def test_generated_nuclei_are_recovered_from_their_largest_slice():
     # Separate nuclei (make_nuclei_3d's tilted, anisotropic ellipsoids): only a tiny pole
     # slice, far smaller than its neighbour, may fall under the IoU threshold.
@@ -178,6 +197,8 @@ def test_bad_input():
         propagate(oracle, {1: truth[:2]})
     with pytest.raises(ValueError, match="iou_threshold"):
         propagate(oracle, {1: truth[1]}, iou_threshold=1.5)
+    with pytest.raises(ValueError, match="max_regrowth"):
+        propagate(oracle, {1: truth[1]}, max_regrowth=-1)
     with pytest.raises(ValueError, match="prompt must be"):
         propagate(oracle, {1: truth[1]}, prompt=("boxes",))
     with pytest.raises(TypeError, match="segment"):

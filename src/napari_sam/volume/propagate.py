@@ -12,7 +12,13 @@ and, optionally, the model's low-resolution mask logits. A walk stops
 * when the overlap (IoU) between the new mask and the previous slice's mask
   falls under ``iou_threshold``: the model jumped to something else, or the
   object changes too fast between slices to be followed safely;
-* at the end of the stack (or ``max_distance`` slices from its annotation).
+* at the end of the stack (or ``max_distance`` slices from its annotation);
+* optionally (``max_regrowth``), when the mask, after shrinking on its way
+  from the annotation, grows again by more than that fraction above the
+  smallest area seen: for convex objects such as nuclei this means the walk
+  slid into the next object stacked along z, which a consecutive-slice IoU
+  cannot see (the hand-over is gradual). Off by default, as cells with
+  branches or waists legitimately grow again.
 
 Below the lowest and above the highest annotated slice there is one walk
 each. Between two annotated slices we fill from both ends and *meet in the
@@ -90,7 +96,7 @@ class Stop:
     annotation: int  # the annotated slice the walk started from
     direction: int  # +1 towards higher slice indices, -1 towards lower ones
     last_slice: int  # the last slice the walk accepted (or the annotation)
-    reason: str  # "vanished", "iou_below_threshold", "stack_end", "max_distance", "met_other_walk", "cancelled"
+    reason: str  # "vanished", "iou_below_threshold", "regrowth", "stack_end", "max_distance", "met_other_walk", "cancelled"
     rejected_slice: int | None = None  # the slice whose mask was refused, if any
     area: int | None = None  # of the refused mask
     iou: float | None = None  # of the refused mask with the previous one
@@ -102,6 +108,8 @@ class Stop:
             return text + f"the mask vanished on slice {self.rejected_slice} ({self.area} pixels)"
         if self.reason == "iou_below_threshold":
             return text + f"slice {self.rejected_slice} overlaps the previous one too little (IoU {self.iou:.2f})"
+        if self.reason == "regrowth":
+            return text + f"the mask grew again on slice {self.rejected_slice} ({self.area} pixels): another object?"
         return text + self.reason.replace("_", " ")
 
 
@@ -190,6 +198,7 @@ class _Walk:
         self.index = annotation
         self.mask = mask
         self.low_res = low_res
+        self.smallest_area = int(np.count_nonzero(mask))
         self.stop: Stop | None = None
 
     def end(self, reason: str, **details) -> None:
@@ -232,6 +241,11 @@ class _Propagation:
             if iou < self.s["iou_threshold"]:
                 walk.end("iou_below_threshold", rejected_slice=z, area=area, iou=iou)
                 return
+            regrowth = self.s["max_regrowth"]
+            if regrowth is not None and area > (1.0 + regrowth) * walk.smallest_area:
+                walk.end("regrowth", rejected_slice=z, area=area, iou=iou)
+                return
+            walk.smallest_area = min(walk.smallest_area, area)
             self.result.mask[z] = mask
             self.result.slices[z] = SliceOutcome(
                 z, "propagated", area, walk.annotation, walk.index, float(seg.score), iou
@@ -265,6 +279,7 @@ def propagate(
     box_margin: float = 0.1,
     annotation_logits: Mapping[int, np.ndarray] | None = None,
     max_distance: int | None = None,
+    max_regrowth: float | None = None,
     progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
 ) -> PropagationResult:
@@ -282,6 +297,8 @@ def propagate(
     annotation_logits : {slice index: (1, h, w) low-res logits} of annotated slices segmented
         with the model, used as the first mask prompt when ``"mask"`` is in ``prompt``.
     max_distance : walk at most this many slices away from an annotation.
+    max_regrowth : stop when the area exceeds the smallest area seen on the walk by more than this
+        fraction (e.g. 0.25); None (default) never stops for this.
     progress : ``progress(done, total)`` after each slice; total is the most slices there could be.
     should_cancel : asked before each slice; when it returns True the result so far is returned
         with ``cancelled=True``.
@@ -296,7 +313,7 @@ def propagate(
         raise ValueError(f"n_slices must be a positive integer, got {n_slices!r}")
     n_slices = int(n_slices)
     anns = _check_annotations(annotations, n_slices)
-    settings = _check_settings(iou_threshold, min_area, prompt, box_margin, max_distance)
+    settings = _check_settings(iou_threshold, min_area, prompt, box_margin, max_distance, max_regrowth)
     logits = {} if annotation_logits is None else {int(k): np.asarray(v) for k, v in annotation_logits.items()}
 
     shape = next(iter(anns.values())).shape
@@ -366,7 +383,7 @@ def _check_annotations(annotations, n_slices) -> dict[int, np.ndarray]:
     return anns
 
 
-def _check_settings(iou_threshold, min_area, prompt, box_margin, max_distance) -> dict:
+def _check_settings(iou_threshold, min_area, prompt, box_margin, max_distance, max_regrowth=None) -> dict:
     try:
         iou_threshold = float(iou_threshold)
     except (TypeError, ValueError):
@@ -393,7 +410,15 @@ def _check_settings(iou_threshold, min_area, prompt, box_margin, max_distance) -
         isinstance(max_distance, bool) or not isinstance(max_distance, (int, np.integer)) or max_distance < 1
     ):
         raise ValueError(f"max_distance must be a positive number of slices or None, got {max_distance!r}")
+    if max_regrowth is not None:
+        try:
+            max_regrowth = float(max_regrowth)
+        except (TypeError, ValueError):
+            raise TypeError(f"max_regrowth must be a number or None, got {max_regrowth!r}") from None
+        if not (np.isfinite(max_regrowth) and max_regrowth >= 0):
+            raise ValueError(f"max_regrowth must be a fraction >= 0 (e.g. 0.25) or None, got {max_regrowth}")
     return {
+        "max_regrowth": max_regrowth,
         "iou_threshold": iou_threshold,
         "min_area": int(min_area),
         "prompt": prompt,
