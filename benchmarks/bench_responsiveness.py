@@ -7,7 +7,9 @@ Measures, with a napari viewer open and the SAM Annotator docked:
    worker), and the longest stall of Qt's event loop meanwhile: a 10 ms QTimer
    records how late each firing comes;
 3. the same in a worker that does NOT copy the main thread's torch settings
-   (what a naive thread worker does), to show whether that matters here;
+   (what a naive thread worker does), and in a napari thread worker with an
+   indeterminate (animated) progress bar, as ``thread_worker(progress=True)``
+   gives a function: the two suspects for slow workers;
 4. prompt-to-candidates latency: from adding a point to the candidate layers
    updated, once the slice is embedded (decode + display + one event-loop pass).
 
@@ -40,10 +42,18 @@ class TimedEngine:
         self.decode_times = []
 
     def embed(self, plane, intensity_range=None):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         out = self.engine.embed(plane, intensity_range)
+        # Process CPU time (all threads, GUI included) does not grow when other programs load the
+        # machine, unlike wall time: it shows overhead of our own, such as spinning or repainting.
         self.records.append(
-            (time.perf_counter() - start, torch.get_num_threads(), torch.is_grad_enabled(), threading.current_thread().name)
+            (
+                time.perf_counter() - start,
+                torch.get_num_threads(),
+                torch.is_grad_enabled(),
+                threading.current_thread().name,
+                time.process_time() - cpu,
+            )
         )
         return out
 
@@ -106,6 +116,25 @@ def run_in_worker(widget, engine, plane, tag, monitor) -> float:
     return stall
 
 
+def run_in_animated_worker(engine, plane, monitor, num_threads) -> float:
+    """The same embedding in a plain napari thread worker with an indeterminate progress bar
+    (what ``thread_worker(progress=True)`` gives a function); returns the longest stall."""
+    from napari.qt.threading import create_worker
+    from qtpy.QtCore import QEventLoop
+
+    from napari_sam.embedding_cache import EmbeddingKey
+    from napari_sam.widgets.background import EmbedJob, run_embedding
+
+    job = EmbedJob(EmbeddingKey("bench-animated", (0,), engine.model_id, "bench"), engine, plane, None)
+    loop = QEventLoop()
+    worker = create_worker(run_embedding, job, num_threads, _start_thread=False, _progress={"desc": "indeterminate"})
+    worker.finished.connect(loop.quit)
+    monitor.start()
+    worker.start()
+    loop.exec()
+    return monitor.stop()
+
+
 def wait(app, condition, timeout_s=900):
     end = time.perf_counter() + timeout_s
     while not condition():
@@ -153,11 +182,18 @@ def main(argv=None):
 
     # 1.-3. interleaved, so that load from other processes hits all variants alike
     monitor = StallMonitor()
-    variants = ("plain call (main thread)", "worker", "worker, torch settings not copied")
+    variants = (
+        "plain call (main thread)",
+        "worker",
+        "worker, torch settings not copied",
+        "worker + animated progress bar",
+    )
     results = {name: ([], [], None) for name in variants}
+    cpu = {name: [] for name in variants}
     for r in range(args.repeats):
         engine.embed(image[0])
         results[variants[0]][0].append(engine.records[-1][0])
+        cpu[variants[0]].append(engine.records[-1][4])
         for name, threads in ((variants[1], torch.get_num_threads()), (variants[2], 0)):
             widget.embedder.num_threads = threads
             stall = run_in_worker(widget, engine, image[0], f"{name}-{r}", monitor)
@@ -165,6 +201,11 @@ def main(argv=None):
             times.append(engine.records[-1][0])
             stalls.append(stall)
             results[name] = (times, stalls, engine.records[-1][1:])
+            cpu[name].append(engine.records[-1][4])
+        stall = run_in_animated_worker(engine, image[0], monitor, torch.get_num_threads())
+        times, stalls, _ = results[variants[3]]
+        results[variants[3]] = (times + [engine.records[-1][0]], stalls + [stall], engine.records[-1][1:])
+        cpu[variants[3]].append(engine.records[-1][4])
 
     # 4. prompt-to-candidates latency on an embedded slice
     widget.embedder.num_threads = torch.get_num_threads()
@@ -194,13 +235,17 @@ def main(argv=None):
     print(f"first embedding in a worker (napari creates its progress UI): stall {ms(first_stall)}")
     plain = results[variants[0]][0]
     base = min(plain)
-    print(f"\n{variants[0] + ':':35s} best {ms(base)}  median {ms(statistics.median(plain))}")
+    print(
+        f"\n{variants[0] + ':':35s} best {ms(base)}  median {ms(statistics.median(plain))}  "
+        f"CPU time median {statistics.median(cpu[variants[0]]):.2f} s"
+    )
     for variant in variants[1:]:
         times, stalls, info = results[variant]
         ratio = min(times) / base
         print(
             f"{variant + ':':35s} best {ms(min(times))}  median {ms(statistics.median(times))}  "
             f"({100 * (ratio - 1):+.1f} % vs plain, best vs best; torch threads in worker {info[0]})  "
+            f"CPU time median {statistics.median(cpu[variant]):.2f} s  "
             f"longest event-loop stall {ms(max(stalls))}  (per run: {', '.join(ms(v).strip() for v in stalls)})"
         )
     print(

@@ -9,12 +9,21 @@ under its full identity (image fingerprint, slice, model, preprocessing) and
 if that key is still the one it needs: a result for slice 5 can never decode
 prompts on slice 6.
 
-Thread settings: PyTorch's intra-op thread count is per thread (OpenMP keeps
-it per calling thread), so a fresh worker thread may run the encoder with a
-different count than the main thread has (with napari >= 0.5 pools, often a
-much smaller one). Each job therefore sets the main thread's count in its
-worker thread before embedding; benchmarks/bench_responsiveness.py measures
-the effect.
+Progress: each job shows a napari progress bar (activity area) that is
+determinate (0 of 1 until done) on purpose. An indeterminate bar, what
+``thread_worker(progress=True)`` gives a function, animates continuously: it
+repaints many times a second in the main thread and the display server, CPU
+taken from the encoder. On a 2-core machine that made the embedding in the
+worker 25-40 % slower than the same call in a plain script (see
+benchmarks/bench_responsiveness.py).
+
+Thread settings: some PyTorch/OpenMP builds keep the intra-op thread count
+per calling thread, so a fresh worker thread could run the encoder with a
+different count than the main thread. Each job therefore applies the main
+thread's count in its worker thread first. With torch 2.13 the count is
+process-wide (a worker reads what the main thread set) and copying it made
+no measurable difference; grad mode, also per thread, does not matter
+because the engine embeds under ``torch.inference_mode``.
 """
 
 from __future__ import annotations
@@ -62,6 +71,7 @@ class BackgroundEmbedder(QObject):
         self._running: EmbedJob | None = None
         self._worker = None
         self._cancelled = False
+        self._progress = None
         self.on_error: Callable[[EmbedJob, BaseException], None] | None = None
 
     @property
@@ -101,14 +111,8 @@ class BackgroundEmbedder(QObject):
         job = self._queue.pop(0)
         self._running = job
         what = "prefetching" if job.prefetch else "embedding"
-        worker = create_worker(
-            run_embedding,
-            job,
-            self.num_threads,
-            _start_thread=False,
-            _progress={"desc": f"SAM: {what} {job.label or 'image'}"},
-            _ignore_errors=True,
-        )
+        worker = create_worker(run_embedding, job, self.num_threads, _start_thread=False, _ignore_errors=True)
+        self._progress = _open_progress(f"SAM: {what} {job.label or 'image'}")
         worker.returned.connect(lambda emb, job=job: self._on_returned(job, emb))
         worker.errored.connect(lambda err, job=job: self._on_errored(job, err))
         worker.finished.connect(self._on_finished)
@@ -136,6 +140,8 @@ class BackgroundEmbedder(QObject):
             pass
 
     def _on_finished(self) -> None:
+        _close_progress(self._progress)
+        self._progress = None
         self._running = None
         self._worker = None
         self._cancelled = False
@@ -143,3 +149,22 @@ class BackgroundEmbedder(QObject):
             self._start_next()
         except RuntimeError:
             pass
+
+
+def _open_progress(description: str):
+    try:
+        from napari.utils import progress
+
+        return progress(total=1, desc=description)
+    except Exception:  # the progress display is a courtesy; never fail a job over it
+        return None
+
+
+def _close_progress(bar) -> None:
+    if bar is None:
+        return
+    try:
+        bar.update(1)
+        bar.close()
+    except Exception:
+        pass
