@@ -10,7 +10,9 @@ on low IoU; it prints slices walked, seconds and milliseconds per slice.
 Part 2 (quality, needs the shipped "demo" model): a generated nuclei stack
 is embedded with the demo model; for each nucleus one click on the centre of
 its largest slice gives the starting mask, propagation does the rest, and
-the 3D IoU against the generated truth is printed (mean, median, worst).
+the 3D IoU against the generated truth is printed (mean, median, worst)
+for the default prompt, with the mask logits added, and with the
+area-regrowth stop (max_regrowth=0.25).
 
     python benchmarks/bench_propagation.py [--slices 50] [--size 512] [--threads 2] [--skip-speed] [--skip-quality]
 """
@@ -71,7 +73,12 @@ def quality(folder: Path) -> None:
     embeddings = StackEmbeddings(predictor, stack, EmbeddingStore(folder / "demo"))
     embed_stack(predictor, embeddings)
     print(f"demo: embedded {len(stack)} slices {stack.shape[1]}x{stack.shape[2]} in {time.perf_counter() - start:.1f} s")
-    for prompt in (("box", "point"), ("box", "point", "mask")):
+    variants = [
+        (("box", "point"), None),
+        (("box", "point", "mask"), None),
+        (("box", "point"), 0.25),
+    ]
+    for prompt, regrowth in variants:
         ious = []
         for label in np.unique(labels)[1:]:
             truth = labels == label
@@ -85,11 +92,11 @@ def quality(folder: Path) -> None:
                 continue
             result = propagate(
                 SamSliceSegmenter(embeddings), {z: masks[best]}, len(stack),
-                annotation_logits={z: low[best : best + 1]}, prompt=prompt,
+                annotation_logits={z: low[best : best + 1]}, prompt=prompt, max_regrowth=regrowth,
             )
             ious.append((result.mask & truth).sum() / (result.mask | truth).sum())
         ious = np.array(ious)
-        print(f"demo, prompt {'+'.join(prompt)}: 3D IoU over {len(ious)} nuclei from one click each: "
+        print(f"demo, prompt {'+'.join(prompt)}, max_regrowth {regrowth}: 3D IoU over {len(ious)} nuclei from one click each: "
               f"mean {ious.mean():.3f}, median {np.median(ious):.3f}, worst {ious.min():.3f}")
 
 
