@@ -100,6 +100,15 @@ def quality(folder: Path) -> None:
               f"mean {ious.mean():.3f}, median {np.median(ious):.3f}, worst {ious.min():.3f}")
 
 
+def load_average() -> str:
+    """The machine's 1-minute load average: timings on a shared CPU mean little without it."""
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[0]
+    except OSError:
+        return "unknown"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=50)
@@ -111,7 +120,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"CPU, {torch.get_num_threads()} threads")
+    print(f"CPU, {torch.get_num_threads()} threads, load average {load_average()}")
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_speed:
             for model_type in args.models:

@@ -23,6 +23,15 @@ from napari_sam.synthetic import make_nuclei_3d
 from napari_sam.volume import EmbeddingStore, StackEmbeddings, embed_stack
 
 
+def load_average() -> str:
+    """The machine's 1-minute load average: timings on a shared CPU mean little without it."""
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[0]
+    except OSError:
+        return "unknown"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=20)
@@ -43,7 +52,7 @@ def main() -> None:
         model = load_model(checkpoint, device="cpu")
         predictor = SamPredictor(model, device="cpu", precision=args.precision)
         print(f"{args.model} (random weights), {args.slices} slices {args.size}x{args.size} uint16, "
-              f"encoder {predictor.encoder_dtype}, {torch.get_num_threads()} threads")
+              f"encoder {predictor.encoder_dtype}, {torch.get_num_threads()} threads, load average {load_average()}")
 
         start = time.perf_counter()
         first = embed_stack(predictor, stack, EmbeddingStore(tmp / "cache"), keep=False)
