@@ -6,11 +6,11 @@ name holds either the old complete file or the new complete file.
 """
 
 import dataclasses
-import os
 from pathlib import Path
 
 import torch
 
+from napari_sam.atomic import write_atomically
 from napari_sam.model.build import SamConfig
 
 TRAINING_FORMAT = "napari-sam-training/1"
@@ -26,25 +26,7 @@ def partial_path(out: Path) -> Path:
 
 
 def save_atomic(obj, path: Path) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    try:  # make the rename itself durable; not possible on every platform
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+    write_atomically(path, lambda f: torch.save(obj, f))
 
 
 def model_weights(model, half: bool = False) -> dict[str, torch.Tensor]:

@@ -35,7 +35,6 @@ import json
 import logging
 import os
 import struct
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..atomic import write_atomically
 from ..model.embedding import ImageEmbedding
 
 logger = logging.getLogger(__name__)
@@ -243,16 +243,8 @@ class EmbeddingStore:
             self._remove_stale_temps()
 
     def _write_atomically(self, path: Path, blob: bytes) -> None:
-        tmp_name = None
         try:
-            fd, tmp_name = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=".tmp", dir=self.folder)
-            with os.fdopen(fd, "wb") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp_name, path)
-            tmp_name = None
-            _fsync_folder(self.folder)
+            write_atomically(path, lambda f: f.write(blob), temp_prefix=_TEMP_PREFIX)
         except OSError as err:
             if err.errno == errno.ENOSPC:
                 why = "the disk is full"
@@ -264,9 +256,6 @@ class EmbeddingStore:
                 err.errno, f"cannot save an embedding in {self.folder}: {why}; free some space, clear the "
                 "cache or choose another cache folder"
             ) from err
-        finally:
-            if tmp_name is not None:
-                _remove_quietly(Path(tmp_name))
 
     def _remove_stale_temps(self) -> None:
         now = time.time()
@@ -417,20 +406,6 @@ def _header_matches(header: dict, key: SliceKey) -> bool:
         and header.get("model_id") == key.model_id
         and header.get("preprocessing") == key.preprocessing
     )
-
-
-def _fsync_folder(folder: Path) -> None:
-    # Makes the rename itself durable on POSIX; not possible (nor needed) on Windows.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _remove_quietly(path: Path) -> bool:
