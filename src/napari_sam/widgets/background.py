@@ -13,9 +13,9 @@ Progress: each job shows a napari progress bar (activity area) that is
 determinate (0 of 1 until done) on purpose. An indeterminate bar, what
 ``thread_worker(progress=True)`` gives a function, animates continuously: it
 repaints many times a second in the main thread and the display server, CPU
-taken from the encoder. On a 2-core machine that made the embedding in the
-worker 25-40 % slower than the same call in a plain script (see
-benchmarks/bench_responsiveness.py).
+taken from the encoder. On a 2-core machine it added about 25-35 % to the
+CPU time of an embedding (vit_t and vit_b; benchmarks/bench_responsiveness.py),
+time the encoder's threads no longer have.
 
 Thread settings: some PyTorch/OpenMP builds keep the intra-op thread count
 per calling thread, so a fresh worker thread could run the encoder with a
