@@ -159,8 +159,12 @@ def test_propagate_in_4d_changes_only_the_time_point_shown(make_widget, qtbot, e
     run(qtbot, widget, "propagate")
     assert errors == []
     assert widget.last_propagation.mask.shape == (4, 32, 32)
+    result = widget.last_propagation
+    assert result.propagated_slices, result.summary()
     np.testing.assert_array_equal(layer.data[0], labels[0])
-    assert (layer.data[1] != labels[1]).any() or not widget.last_propagation.propagated_slices
+    expected = labels[1].copy()
+    expected[result.mask & ((labels[1] == 0) | (labels[1] == 3))] = 3
+    np.testing.assert_array_equal(layer.data[1], expected)
 
 
 def test_new_labels_layer_takes_the_image_geometry(make_widget, qtbot, errors):
@@ -219,3 +223,75 @@ def test_every_control_has_a_tooltip(make_widget):
     assert controls
     missing = [c for c in controls if not c.toolTip() and not isinstance(c.parent(), (QAbstractSpinBox, QComboBox))]
     assert missing == []
+
+
+def test_strokes_painted_while_propagating_are_kept(make_widget, qtbot, errors, monkeypatch):
+    import threading
+
+    gate = threading.Event()
+    engine_propagate = V.propagate_with_sam
+
+    def held(*args, **kwargs):
+        assert gate.wait(timeout=20)
+        return engine_propagate(*args, **kwargs)
+
+    monkeypatch.setattr(V, "propagate_with_sam", held)
+    widget = make_widget()
+    viewer = widget.viewer
+    viewer.add_image(stack((5, 32, 32)), name="cells")
+    labels = np.zeros((5, 32, 32), dtype=np.uint32)
+    labels[2, 4:28, 4:28] = 5
+    layer = viewer.add_labels(labels.copy(), name="SAM labels")
+    widget.label_spin.setValue(5)
+    widget.iou_spin.setValue(0.0)
+    assert widget.propagate() is not None
+    assert not widget.propagate_button.isEnabled() and widget.cancel_button.isEnabled()
+    # While the job runs, the user paints another object over every slice but the drawn one.
+    stroke = np.ones((5, 32, 32), dtype=bool)
+    stroke[2] = False
+    layer.data_setitem(np.nonzero(stroke), 8)
+    painted = layer.data.copy()
+    gate.set()
+    qtbot.waitUntil(widget.is_idle, timeout=20000)
+    assert errors == []
+    assert widget.last_propagation.propagated_slices  # the object reached the painted slices
+    np.testing.assert_array_equal(layer.data, painted)  # nothing of the stroke overwritten
+    assert widget.propagate_button.isEnabled() and not widget.cancel_button.isEnabled()
+
+
+def test_failure_in_the_worker_is_reported_and_changes_nothing(make_widget, qtbot, errors, tmp_path):
+    widget = make_widget()
+    viewer = widget.viewer
+    viewer.add_image(stack((3, 32, 32)), name="cells")
+    labels = np.zeros((3, 32, 32), dtype=np.uint32)
+    labels[1, 4:12, 4:12] = 2
+    layer = viewer.add_labels(labels.copy(), name="SAM labels")
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(b"not a checkpoint")
+    widget.checkpoint_edit.setText(str(broken))
+    widget.label_spin.setValue(2)
+    run(qtbot, widget, "propagate")
+    assert errors and "failed" in errors[-1]
+    np.testing.assert_array_equal(layer.data, labels)
+    assert widget.embed_button.isEnabled()
+
+
+def test_labels_of_another_size_are_refused(make_widget, qtbot, errors):
+    widget = make_widget()
+    viewer = widget.viewer
+    viewer.add_image(stack((3, 32, 32)), name="cells")
+    labels = np.zeros((3, 16, 16), dtype=np.uint32)
+    labels[1, 2:6, 2:6] = 1
+    layer = viewer.add_labels(labels.copy(), name="SAM labels")
+    widget.label_spin.setValue(1)
+    assert widget.propagate() is None
+    assert errors and "shape" in errors[-1]
+    np.testing.assert_array_equal(layer.data, labels)
+
+
+def test_manifest_opens_the_widget(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sam-annotator", "SAM Volume")
+    assert isinstance(widget, V.VolumeWidget)
+    assert widget.model_combo.currentText() == "demo"
+    widget.shutdown()
