@@ -295,3 +295,39 @@ def test_manifest_opens_the_widget(make_napari_viewer):
     assert isinstance(widget, V.VolumeWidget)
     assert widget.model_combo.currentText() == "demo"
     widget.shutdown()
+
+
+def test_cancelled_propagation_changes_nothing(make_widget, qtbot, errors, monkeypatch):
+    widget = make_widget()
+    viewer = widget.viewer
+    viewer.add_image(stack((5, 32, 32)), name="cells")
+    labels = np.zeros((5, 32, 32), dtype=np.uint32)
+    labels[2, 4:28, 4:28] = 5
+    layer = viewer.add_labels(labels.copy(), name="SAM labels")
+    widget.label_spin.setValue(5)
+    widget.iou_spin.setValue(0.0)
+    widget.regrowth_check.setChecked(True)
+    original = widget._progress
+
+    def progress(done, total):
+        original(done, total)
+        if done >= 1:
+            widget.cancel()
+
+    monkeypatch.setattr(widget, "_progress", progress)
+    run(qtbot, widget, "propagate")
+    assert errors == []
+    assert widget.last_propagation.cancelled
+    assert "cancelled" in widget.status.text()
+    np.testing.assert_array_equal(layer.data, labels)
+
+
+def test_cache_folder_that_is_a_file_is_reported(make_widget, qtbot, errors, tmp_path):
+    widget = make_widget()
+    widget.viewer.add_image(stack((3, 32, 32)), name="cells")
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    widget.cache_edit.setText(str(not_a_folder))
+    assert widget.embed() is None
+    assert errors and "not a folder" in errors[-1]
+    assert not_a_folder.read_text() == "x"

@@ -25,6 +25,7 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -51,6 +52,9 @@ from ..volume import (
     to_image_indices,
 )
 from ..volume.propagate import DEFAULT_IOU_THRESHOLD
+
+#: Area growth (fraction of the smallest area on a walk) that ends it when "Stop when it grows again" is on.
+REGROWTH_LIMIT = 0.25
 
 LABELS_NAME = "SAM labels"
 NEW_LABELS = f"(new) {LABELS_NAME}"
@@ -118,6 +122,7 @@ class VolumeWidget(QWidget):
         self._relay = _Relay()
         self._relay.progress.connect(self._on_progress)
         self._watched_labels: Labels | None = None
+        self._closed = False
         self.last_embed = None  # EmbedResult of the last "Embed stack"
         self.last_propagation = None  # PropagationResult of the last "Propagate"
         self._build_ui()
@@ -192,6 +197,13 @@ class VolumeWidget(QWidget):
             "A walk stops when a slice's mask overlaps the previous slice's mask less than this (IoU, 0 to 1)."
         )
         form2.addRow("IoU stop", self.iou_spin)
+        self.regrowth_check = QCheckBox("Stop when it grows again")
+        self.regrowth_check.setToolTip(
+            f"Also end a walk when the object's area grows by more than {REGROWTH_LIMIT:.0%} over the smallest area "
+            "seen on the way: a rounded object that shrinks towards its end and grows again has usually slid "
+            "into the object stacked above or below it."
+        )
+        form2.addRow("", self.regrowth_check)
         self.propagate_button = QPushButton("Propagate")
         self.propagate_button.setToolTip(
             "Segment the object through the neighbouring slices, from every slice where it is drawn; "
@@ -463,6 +475,7 @@ class VolumeWidget(QWidget):
             self._fail(f"cannot propagate object {label}: {err}")
             return None
         iou = float(self.iou_spin.value())
+        regrowth = REGROWTH_LIMIT if self.regrowth_check.isChecked() else None
         models, progress, cancel = self._models, self._progress, self._cancel
 
         def job():
@@ -471,7 +484,7 @@ class VolumeWidget(QWidget):
             predictor = SamPredictor(models.get(spec))
             emb = StackEmbeddings(predictor, stack, store)
             result = propagate_with_sam(
-                predictor, stack, annotations, embeddings=emb, iou_threshold=iou,
+                predictor, stack, annotations, embeddings=emb, iou_threshold=iou, max_regrowth=regrowth,
                 progress=progress, should_cancel=cancel.is_set,
             )
             return result, emb.store_error
@@ -485,6 +498,8 @@ class VolumeWidget(QWidget):
         self.last_propagation = result
         if store_error is not None:
             show_warning(f"SAM Volume: {store_error}; embeddings were kept in memory only")
+        if self._closed:
+            return  # the widget was closed meanwhile: the user no longer expects an edit
         if result.cancelled:
             self._set_status(f"Propagation of object {label} cancelled; the labels were not changed.\n{result.summary()}")
             return
@@ -544,6 +559,7 @@ class VolumeWidget(QWidget):
 
     def shutdown(self) -> None:
         """Stop the running job and disconnect from the viewer."""
+        self._closed = True
         self._cancel.set()
         for emitter, slot in (
             (self.viewer.layers.events.inserted, self._refresh_layers),
