@@ -331,3 +331,16 @@ def test_cache_folder_that_is_a_file_is_reported(make_widget, qtbot, errors, tmp
     assert widget.embed() is None
     assert errors and "not a folder" in errors[-1]
     assert not_a_folder.read_text() == "x"
+
+
+def test_renamed_layers_stay_chosen(make_widget):
+    widget = make_widget()
+    viewer = widget.viewer
+    viewer.add_image(stack((3, 32, 32)), name="a")
+    b = viewer.add_image(stack((3, 32, 32)), name="b")
+    labels = viewer.add_labels(np.zeros((3, 32, 32), np.uint32), name="SAM labels")
+    widget.image_combo.setCurrentText("b")
+    b.name = "b renamed"
+    labels.name = "mine"
+    assert widget.image is b and widget.image_combo.currentText() == "b renamed"
+    assert widget.labels is labels and widget.labels_combo.currentText() == "mine"

@@ -123,6 +123,8 @@ class VolumeWidget(QWidget):
         self._relay.progress.connect(self._on_progress)
         self._watched_labels: Labels | None = None
         self._closed = False
+        self._chosen_image: Image | None = None
+        self._named: list = []  # layers whose renaming we follow
         self.last_embed = None  # EmbedResult of the last "Embed stack"
         self.last_propagation = None  # PropagationResult of the last "Propagate"
         self._build_ui()
@@ -248,11 +250,18 @@ class VolumeWidget(QWidget):
         return [lyr for lyr in self.viewer.layers if isinstance(lyr, Image) and stack_axes(lyr) >= 1]
 
     def _refresh_layers(self, event=None) -> None:
-        for combo, names, keep in (
-            (self.image_combo, [lyr.name for lyr in self._image_layers()], None),
-            (self.labels_combo, [NEW_LABELS] + [lyr.name for lyr in self.viewer.layers if isinstance(lyr, Labels)], None),
+        for layer in self.viewer.layers:
+            # A renamed layer stays chosen under its new name.
+            if all(layer is not other for other in self._named):
+                layer.events.name.connect(self._refresh_layers)
+                self._named.append(layer)
+        self._named = [lyr for lyr in self._named if lyr in self.viewer.layers]
+        chosen_image, chosen_labels = self._chosen_image, self._watched_labels
+        for combo, names, chosen in (
+            (self.image_combo, [lyr.name for lyr in self._image_layers()], chosen_image),
+            (self.labels_combo, [NEW_LABELS] + [lyr.name for lyr in self.viewer.layers if isinstance(lyr, Labels)], chosen_labels),
         ):
-            current = combo.currentText()
+            current = chosen.name if chosen is not None and chosen in self.viewer.layers else combo.currentText()
             combo.blockSignals(True)
             combo.clear()
             combo.addItems(names)
@@ -292,7 +301,7 @@ class VolumeWidget(QWidget):
         self.image_combo.setCurrentText(layer.name)
 
     def _on_image_chosen(self, name: str) -> None:
-        image = self.image
+        image = self._chosen_image = self.image
         n = stack_axes(image) if image is not None else 1
         self.axis_spin.blockSignals(True)
         self.axis_spin.setRange(0, max(0, n - 1))
@@ -569,6 +578,12 @@ class VolumeWidget(QWidget):
                 emitter.disconnect(slot)
             except (TypeError, ValueError, RuntimeError):
                 pass
+        for layer in self._named:
+            try:
+                layer.events.name.disconnect(self._refresh_layers)
+            except (TypeError, ValueError, RuntimeError):
+                pass
+        self._named = []
         if self._watched_labels is not None:
             try:
                 self._watched_labels.events.selected_label.disconnect(self._on_selected_label)
