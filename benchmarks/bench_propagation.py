@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _machine import load_average  # benchmarks/_machine.py
 from napari_sam.model import SamPredictor, build_sam, load_model
 from napari_sam.model.embedding import ImageEmbedding
 from napari_sam.synthetic import make_nuclei_3d
@@ -98,15 +99,6 @@ def quality(folder: Path) -> None:
         ious = np.array(ious)
         print(f"demo, prompt {'+'.join(prompt)}, max_regrowth {regrowth}: 3D IoU over {len(ious)} nuclei from one click each: "
               f"mean {ious.mean():.3f}, median {np.median(ious):.3f}, worst {ious.min():.3f}")
-
-
-def load_average() -> str:
-    """The machine's 1-minute load average: timings on a shared CPU mean little without it."""
-    try:
-        with open("/proc/loadavg") as f:
-            return f.read().split()[0]
-    except OSError:
-        return "unknown"
 
 
 def main() -> None:

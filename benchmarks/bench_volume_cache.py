@@ -18,18 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _machine import load_average  # benchmarks/_machine.py
 from napari_sam.model import SamPredictor, build_sam, load_model
 from napari_sam.synthetic import make_nuclei_3d
 from napari_sam.volume import EmbeddingStore, StackEmbeddings, embed_stack
-
-
-def load_average() -> str:
-    """The machine's 1-minute load average: timings on a shared CPU mean little without it."""
-    try:
-        with open("/proc/loadavg") as f:
-            return f.read().split()[0]
-    except OSError:
-        return "unknown"
 
 
 def main() -> None:
