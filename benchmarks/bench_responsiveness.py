@@ -151,6 +151,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=2, help="embeddings per variant")
     parser.add_argument("--clicks", type=int, default=10)
     parser.add_argument("--threads", type=int, default=0, help="torch threads for the main thread (0 = torch's default)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="engine precision (default auto, as the widget)")
     args = parser.parse_args(argv)
 
     import napari
@@ -162,7 +164,7 @@ def main(argv=None):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    engine = TimedEngine(SamEngine(build_sam(args.model), device="cpu", precision="fp32"))
+    engine = TimedEngine(SamEngine(build_sam(args.model), device="cpu", precision=args.precision))
     image = np.random.default_rng(0).integers(0, 4000, (3, args.size, args.size)).astype(np.uint16)
 
     viewer = napari.Viewer(show=True)

@@ -133,7 +133,7 @@ class AnnotatorWidget(QWidget):
         self.device_combo.setToolTip("Where the model runs; auto = CUDA GPU, then Apple MPS, then CPU")
         self.precision_combo = QComboBox()
         self.precision_combo.addItems(["auto", "fp32", "bf16"])
-        self.precision_combo.setToolTip("Image encoder precision; auto = bf16 where it is fast, else fp32")
+        self.precision_combo.setToolTip("Image encoder and mask decoder precision; auto = bf16 where it is fast (CUDA, CPUs with AVX512-BF16/AMX), else fp32")
         self.load_button = QPushButton("Load model")
         self.load_button.setToolTip("Load the chosen model (changing model, device or precision loads it too)")
         form.addRow("Image", self.image_combo)
