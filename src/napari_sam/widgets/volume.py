@@ -310,13 +310,17 @@ class VolumeWidget(QWidget):
             self.axis_spin.setProperty("for_image", name)
         self.axis_spin.blockSignals(False)
 
-    def _on_labels_chosen(self, name: str) -> None:
+    def _stop_watching_labels(self) -> None:
+        """Forget the labels layer whose selected label the id box follows."""
         if self._watched_labels is not None:
             try:
                 self._watched_labels.events.selected_label.disconnect(self._on_selected_label)
             except (TypeError, ValueError, RuntimeError):
                 pass
             self._watched_labels = None
+
+    def _on_labels_chosen(self, name: str) -> None:
+        self._stop_watching_labels()
         layer = self.labels
         if layer is not None:
             layer.events.selected_label.connect(self._on_selected_label)
@@ -584,9 +588,4 @@ class VolumeWidget(QWidget):
             except (TypeError, ValueError, RuntimeError):
                 pass
         self._named = []
-        if self._watched_labels is not None:
-            try:
-                self._watched_labels.events.selected_label.disconnect(self._on_selected_label)
-            except (TypeError, ValueError, RuntimeError):
-                pass
-            self._watched_labels = None
+        self._stop_watching_labels()
