@@ -70,6 +70,9 @@ def write_labels_tiff(path: str, data, attributes: dict | None = None) -> list[s
         metadata=None,
         resolution=resolution,
         compression="zlib",
+        # Labels are never colour: without this, tifffile stores a stack of 3 or 4
+        # slices as one RGB(A) image, which other programs then show as colour.
+        photometric="minisblack",
         bigtiff=arr.nbytes > 2**31,
     )
     return [str(target)]

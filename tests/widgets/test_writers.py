@@ -49,3 +49,14 @@ def test_bad_inputs_are_explained(tmp_path):
         write_labels_tiff(str(tmp_path / "a.tif"), np.zeros((2, 2), np.uint8), {"scale": (0, 1)})
     with pytest.raises(FileNotFoundError):
         read_labels_tiff(tmp_path / "missing.tif")
+
+
+@pytest.mark.parametrize("slices", [3, 4])
+def test_a_stack_of_three_or_four_slices_is_not_stored_as_colour(tmp_path, slices):
+    labels = np.arange(slices * 10 * 12, dtype=np.uint32).reshape(slices, 10, 12)
+    path = write_labels_tiff(str(tmp_path / "stack.labels.tif"), labels, {"scale": [2.0, 0.5, 0.5]})[0]
+    with tifffile.TiffFile(path) as tif:
+        assert tif.pages[0].photometric == tifffile.PHOTOMETRIC.MINISBLACK
+        assert tif.series[0].shape == labels.shape
+    data, _ = read_labels_tiff(path)
+    np.testing.assert_array_equal(data, labels)
