@@ -38,8 +38,9 @@ from ..fingerprint import array_fingerprint
 from ..model.image import RULE_VERSION, stack_intensity_range
 from ..prompts import NEGATIVE, POSITIVE, Prompt, PromptBook
 from . import layers as L
-from .background import BackgroundEmbedder, EmbedJob
+from .background import BackgroundEmbedder, EmbedJob, close_progress, open_progress
 from .engine import SamEngine
+from .tasks import Task
 
 BROWSE = "Browse…"
 DEFAULT_MODEL = "demo"
@@ -369,9 +370,7 @@ class AnnotatorWidget(QWidget):
         self.load_model()
 
     def load_model(self, name: str | None = None, device: str | None = None, precision: str | None = None):
-        """Load a model in the background; labels and prompts stay as they are. Returns the worker."""
-        from napari.qt.threading import create_worker
-
+        """Load a model in the background; labels and prompts stay as they are. Returns the task."""
         if name is not None:
             if self.model_combo.findText(name) < 0:
                 self.model_combo.insertItem(self.model_combo.count() - 1, str(name))
@@ -392,15 +391,23 @@ class AnnotatorWidget(QWidget):
         self._load_serial += 1
         serial = self._load_serial
         self._set_status(f"Loading model {name} …")
-        worker = create_worker(
-            self.engine_factory, *spec, _start_thread=False, _ignore_errors=True, _progress={"desc": f"SAM: loading {name}"}
+        bar = open_progress(f"SAM: loading {name}")
+
+        def finished():
+            close_progress(bar)
+            if self._load_serial == serial:
+                self._loading = None
+
+        task = Task(
+            self.engine_factory, *spec,
+            on_returned=lambda engine: self._on_model_loaded(serial, engine),
+            on_errored=lambda err: self._on_model_failed(serial, name, err),
+            on_finished=finished,
+            name="napari-sam model loading",
         )
-        worker.returned.connect(lambda engine: self._on_model_loaded(serial, engine))
-        worker.errored.connect(lambda err: self._on_model_failed(serial, name, err))
-        worker.finished.connect(lambda: setattr(self, "_loading", None) if self._load_serial == serial else None)
-        self._loading = worker
-        worker.start()
-        return worker
+        self._loading = task
+        task.start()
+        return task
 
     def _on_model_loaded(self, serial: int, engine) -> None:
         if serial != self._load_serial:  # the user chose another model meanwhile
@@ -809,7 +816,7 @@ class AnnotatorWidget(QWidget):
         """Stop waiting for embeddings and disconnect from the viewer."""
         self._closed = True
         self._prefetch_timer.stop()
-        self.embedder.cancel()
+        self.embedder.close()
         # Keys and callbacks left on the viewer and layers would call into a closed widget.
         for target in (self.viewer, *self._bound_layers):
             keys = self._bound_keys if target is self.viewer else [*self._bound_keys, "1", "2", "3"]

@@ -1,8 +1,10 @@
 """Computing slice embeddings off napari's main thread.
 
 One job runs at a time (the encoder already uses every CPU core): the slice
-on screen first, then its neighbours (prefetch), each in a napari thread
-worker that shows a progress bar in napari's activity area. A finished
+on screen first, then its neighbours (prefetch), each in a background
+:class:`~napari_sam.widgets.tasks.Task` with a progress bar in napari's
+activity area (a Task, not a napari thread worker, so that closing napari
+while an embedding runs cannot crash it; see ``tasks.py``). A finished
 embedding goes into the shared :class:`~napari_sam.embedding_cache.EmbeddingCache`
 under its full identity (image fingerprint, slice, model, preprocessing) and
 :attr:`BackgroundEmbedder.embedded` announces its key. The widget uses it only
@@ -32,10 +34,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
-from napari.qt.threading import create_worker
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QCoreApplication, QObject, Signal
 
 from ..embedding_cache import EmbeddingCache, EmbeddingKey
+from .tasks import Task
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def run_embedding(job: EmbedJob, num_threads: int):
 
 
 class BackgroundEmbedder(QObject):
-    """A queue of embedding jobs, run one at a time in napari thread workers."""
+    """A queue of embedding jobs, run one at a time in background threads."""
 
     embedded = Signal(object)  # EmbeddingKey, now in the cache
     failed = Signal(object, object)  # EmbedJob, exception
@@ -71,8 +73,12 @@ class BackgroundEmbedder(QObject):
         self._running: EmbedJob | None = None
         self._worker = None
         self._cancelled = False
+        self._closed = False
         self._progress = None
         self.on_error: Callable[[EmbedJob, BaseException], None] | None = None
+        app = QCoreApplication.instance()
+        if app is not None:  # napari is quitting: start nothing new
+            app.aboutToQuit.connect(self.close)
 
     @property
     def is_busy(self) -> bool:
@@ -84,6 +90,8 @@ class BackgroundEmbedder(QObject):
 
     def submit(self, job: EmbedJob, prefetch=()) -> None:
         """Run ``job`` next (then ``prefetch``); replaces whatever was still waiting."""
+        if self._closed:
+            return
         wanted = [job, *prefetch]
         running_key = self._running.key if self._running is not None else None
         self._queue = [j for j in wanted if j.key not in self.cache and j.key != running_key]
@@ -102,8 +110,19 @@ class BackgroundEmbedder(QObject):
         else:
             self.busy_changed.emit(False)
 
+    def close(self) -> None:
+        """Start no more jobs (napari is closing); a running one ends on its own."""
+        self._closed = True
+        self._queue.clear()
+        self._cancelled = True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the running job's thread to end; True when none runs."""
+        worker = self._worker
+        return worker is None or worker.join(timeout)
+
     def _start_next(self) -> None:
-        if self._running is not None:
+        if self._running is not None or self._closed:
             return
         if not self._queue:
             self.busy_changed.emit(False)
@@ -111,14 +130,16 @@ class BackgroundEmbedder(QObject):
         job = self._queue.pop(0)
         self._running = job
         what = "prefetching" if job.prefetch else "embedding"
-        worker = create_worker(run_embedding, job, self.num_threads, _start_thread=False, _ignore_errors=True)
-        self._progress = _open_progress(f"SAM: {what} {job.label or 'image'}")
-        worker.returned.connect(lambda emb, job=job: self._on_returned(job, emb))
-        worker.errored.connect(lambda err, job=job: self._on_errored(job, err))
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
+        self._progress = open_progress(f"SAM: {what} {job.label or 'image'}")
+        self._worker = Task(
+            run_embedding, job, self.num_threads,
+            on_returned=lambda emb, job=job: self._on_returned(job, emb),
+            on_errored=lambda err, job=job: self._on_errored(job, err),
+            on_finished=self._on_finished,
+            name="napari-sam embedding",
+        )
         self.busy_changed.emit(True)
-        worker.start()
+        self._worker.start()
 
     # The three handlers below run in the main thread. A worker may finish after
     # napari closed the widget (and Qt deleted this object): then there is no
@@ -140,7 +161,7 @@ class BackgroundEmbedder(QObject):
             pass
 
     def _on_finished(self) -> None:
-        _close_progress(self._progress)
+        close_progress(self._progress)
         self._progress = None
         self._running = None
         self._worker = None
@@ -151,7 +172,7 @@ class BackgroundEmbedder(QObject):
             pass
 
 
-def _open_progress(description: str):
+def open_progress(description: str):
     try:
         from napari.utils import progress
 
@@ -160,7 +181,7 @@ def _open_progress(description: str):
         return None
 
 
-def _close_progress(bar) -> None:
+def close_progress(bar) -> None:
     if bar is None:
         return
     try:

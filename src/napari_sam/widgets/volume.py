@@ -2,7 +2,7 @@
 
 Glue between napari and :mod:`napari_sam.volume`, independent of the SAM
 Annotator widget (they meet only in the labels layer). Every long step runs
-in a napari ``thread_worker`` with its own :class:`~napari_sam.model.SamPredictor`
+in a background :class:`~napari_sam.widgets.tasks.Task` with its own :class:`~napari_sam.model.SamPredictor`
 on a shared model, so napari stays responsive and the predictor of another
 widget is never disturbed. One job at a time: the encoder already keeps every
 CPU core busy.
@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 from napari.layers import Image, Labels
-from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QCoreApplication, QObject, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -52,6 +51,7 @@ from ..volume import (
     to_image_indices,
 )
 from ..volume.propagate import DEFAULT_IOU_THRESHOLD
+from .tasks import Task
 
 #: Area growth (fraction of the smallest area on a walk) that ends it when "Stop when it grows again" is on.
 REGROWTH_LIMIT = 0.25
@@ -119,6 +119,9 @@ class VolumeWidget(QWidget):
         self._models = _Models()
         self._worker = None
         self._cancel = threading.Event()
+        app = QCoreApplication.instance()
+        if app is not None:  # napari is quitting: a running job stops after its current slice
+            app.aboutToQuit.connect(self._cancel.set)
         self._relay = _Relay()
         self._relay.progress.connect(self._on_progress)
         self._watched_labels: Labels | None = None
@@ -395,10 +398,14 @@ class VolumeWidget(QWidget):
         self._cancel.clear()
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
-        worker = thread_worker(fn, start_thread=False, ignore_errors=True)()
-        worker.returned.connect(on_done)
-        worker.errored.connect(lambda err: self._fail(f"{what} failed: {err}"))
-        worker.finished.connect(self._on_finished)
+        # A Task, not a napari thread worker: closing napari mid-job must not crash it (see tasks.py).
+        worker = Task(
+            fn,
+            on_returned=on_done,
+            on_errored=lambda err: self._fail(f"{what} failed: {err}"),
+            on_finished=self._on_finished,
+            name=f"napari-sam {what.lower()}",
+        )
         self._worker = worker
         self._set_busy(True)
         self._set_status(f"{what} …")
