@@ -26,6 +26,9 @@
 #               by the project would otherwise pick a build for you.
 #   VENV        where the virtual environment lives (default: .venv here)
 #   SKIP_APT=1  never touch system packages
+#   NAPARI_OLDEST  the oldest napari release the plugin supports (default 0.5.0).
+#               `test` also runs the widget tests against it, in a second
+#               environment ($VENV-napari-oldest); NAPARI_OLDEST=none skips that.
 #
 # The same script is the CI entry point (.ci/run runs `bash dev.sh test`).
 set -euo pipefail
@@ -36,6 +39,9 @@ cd "$ROOT"
 PYTHON="${PYTHON:-python3}"
 TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
 VENV="${VENV:-$ROOT/.venv}"
+NAPARI_OLDEST="${NAPARI_OLDEST:-0.5.0}"
+# Extra requirements for pip beside the project (the napari pin of the oldest-napari run).
+PIP_EXTRA="${PIP_EXTRA:-}"
 
 # Xvfb runs the Qt tests without a monitor; the libraries are what Qt's xcb
 # platform plugin and napari's OpenGL canvas load at start-up, and are missing
@@ -134,8 +140,8 @@ make_venv() {
 }
 
 installed_with() {
-    # What a finished install recorded: the torch spec, the extras, pyproject.
-    printf '%s\n%s\n' "$TORCH_SPEC" "$1"
+    # What a finished install recorded: the torch spec, the extras, pins, pyproject.
+    printf '%s\n%s\n%s\n' "$TORCH_SPEC" "$1" "$PIP_EXTRA"
     cat pyproject.toml
 }
 
@@ -173,8 +179,10 @@ install_python_packages() {
     read -r -a torch_args <<<"$TORCH_SPEC"
     say "Installing PyTorch: $TORCH_SPEC"
     "$py" -m pip install --progress-bar off "${torch_args[@]}"
-    say "Installing napari-sam-annotator[$extras] (editable)"
-    "$py" -m pip install --progress-bar off -e ".[$extras]"
+    local pins=()
+    [[ -n "$PIP_EXTRA" ]] && read -r -a pins <<<"$PIP_EXTRA"
+    say "Installing napari-sam-annotator[$extras] (editable) ${pins[*]+${pins[*]}}"
+    "$py" -m pip install --progress-bar off -e ".[$extras]" ${pins[@]+"${pins[@]}"}
 
     # PyPI's torchvision does not load beside some torch builds; nothing here
     # needs it, so say so if something pulled it in.
@@ -192,18 +200,35 @@ setup() {
     install_python_packages "$@"
 }
 
+run_pytest() {
+    # Screen spelled out: older xvfb-run versions default to 640x480 with 8-bit
+    # colour, on which napari's OpenGL canvas may not start.
+    local rc=0
+    xvfb-run -a -s "-screen 0 1280x1024x24" "$VENV/bin/python" -m pytest -q "$@" || rc=$?
+    if [[ $rc -eq 5 ]]; then
+        say "pytest collected no tests: counting that as a failure."
+        rc=1
+    elif [[ $rc -ne 0 ]]; then
+        say "pytest failed (exit code $rc)."
+    fi
+    return "$rc"
+}
+
 run_tests() {
     setup "pyqt6,testing"
     command -v xvfb-run >/dev/null || die "xvfb-run not found: install Xvfb (Debian/Ubuntu package: xvfb)"
     say "Running: xvfb-run -a python -m pytest -q $*"
     local rc=0
-    # Screen spelled out: older xvfb-run versions default to 640x480 with 8-bit
-    # colour, on which napari's OpenGL canvas may not start.
-    xvfb-run -a -s "-screen 0 1280x1024x24" "$VENV/bin/python" -m pytest -q "$@" || rc=$?
-    if [[ $rc -eq 5 ]]; then
-        say "pytest collected no tests: counting that as a failure."
-    elif [[ $rc -ne 0 ]]; then
-        say "pytest failed (exit code $rc)."
+    run_pytest "$@" || rc=$?
+    # The widgets use napari's API as of its oldest supported release too: run
+    # their tests against it, in an environment of its own (only for a full run).
+    if [[ $rc -eq 0 && $# -eq 0 && "$NAPARI_OLDEST" != none ]]; then
+        VENV="$VENV-napari-oldest" PIP_EXTRA="napari==$NAPARI_OLDEST"
+        say "Widget tests against the oldest supported napari ($NAPARI_OLDEST), in $VENV"
+        make_venv
+        install_python_packages "pyqt6,testing"
+        "$VENV/bin/python" -c 'import napari; print("napari", napari.__version__)'
+        run_pytest tests/widgets || rc=$?
     fi
     exit "$rc"
 }
