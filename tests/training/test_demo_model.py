@@ -72,10 +72,10 @@ def test_a_click_inside_a_nucleus_gives_that_nucleus():
         ious.append(np.logical_and(best, mask).sum() / np.logical_or(best, mask).sum())
     ious = np.array(ious)
     assert len(ious) >= 5
-    # Most nuclei (8 of 12 when this was written) come out with IoU >= 0.8; the
-    # misses are the smallest nuclei, a few low-resolution mask pixels wide.
-    assert np.mean(ious >= 0.8) > 0.5, f"IoU per nucleus: {np.round(ious, 2).tolist()}"
-    assert ious.mean() >= 0.7
+    # 10 of 12 nuclei come out with IoU >= 0.8 (mean 0.89) with the model shipped
+    # now; the two misses (0.74, 0.77) are small nuclei pressed against a neighbour.
+    assert np.mean(ious >= 0.8) >= 0.75, f"IoU per nucleus: {np.round(ious, 2).tolist()}"
+    assert ious.mean() >= 0.85
 
 
 def test_demo_file_holds_the_demo_architecture():

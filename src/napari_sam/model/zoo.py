@@ -228,8 +228,8 @@ for _info in (
         name="demo",
         model_type="custom",
         package_file="models/demo_nuclei.pt",
-        size=2_551_979,
-        hash="sha256:d20fd58aa5a0da99b1a6e8d32b738efa5f1d69ad609959e31eb83ecbf473963a",
+        size=3_963_563,
+        hash="sha256:aa22fdb393a495a040b611a6d78b5a1d532074742ec1085dd27c4b15a9eeb39f",
         filename="demo_nuclei.pt",
         description=(
             "Demo model trained on generated nuclei only — for trying the plugin offline; "
