@@ -61,18 +61,28 @@ import time
 import napari
 from qtpy.QtCore import QTimer
 import napari_sam.__main__ as main_job
+from napari_sam.widgets.annotator import AnnotatorWidget
 
+made = []
+init = AnnotatorWidget.__init__
+
+def remember(self, *args, **kwargs):
+    init(self, *args, **kwargs)
+    made.append(self)
+
+AnnotatorWidget.__init__ = remember
 run = napari.run
 
 def run_then_close():  # the user waits until the neighbours are prefetched, then closes the window
     viewer = napari.current_viewer()
-    widget = viewer.window._dock_widgets["SAM Annotator"].widget()
+    widget = made[0]
     started = time.monotonic()
 
     def close_when_prefetched():
         if (len(widget.cache) >= 3 and widget.is_idle()) or time.monotonic() - started > 60:
             print(f"closing with {len(widget.cache)} slices embedded", flush=True)
             viewer.close()
+            print(f"embedding started by closing: {widget.embedder.running is not None}", flush=True)
         else:
             QTimer.singleShot(100, close_when_prefetched)
 
@@ -93,6 +103,9 @@ def test_closing_the_main_job_after_embedding_and_prefetching(tmp_path):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
     check_clean_exit(proc)
     assert "closing with" in proc.stdout and "closing with 0 " not in proc.stdout, proc.stdout
+    # Closing removes every layer, which moves the slider: that must not start an
+    # embedding that napari's exit would then have to wait for.
+    assert "embedding started by closing: False" in proc.stdout, proc.stdout
 
 
 def test_closing_napari_during_an_embedding(tmp_path):

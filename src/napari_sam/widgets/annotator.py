@@ -500,6 +500,13 @@ class AnnotatorWidget(QWidget):
             self._schedule_prefetch()
         else:
             self._set_status(f"Embedding {job.label} …")
+            # Started from the event loop, not from inside this event: closing the
+            # viewer removes every layer at once, moving the slider on the way, and
+            # an embedding started then would hold up napari's exit for seconds.
+            QTimer.singleShot(0, lambda job=job: self._submit_if_still_wanted(job))
+
+    def _submit_if_still_wanted(self, job: EmbedJob) -> None:
+        if not self._closed and self.image is not None and job.key == self._current_key and job.key not in self.cache:
             self.embedder.submit(job)
 
     def _schedule_prefetch(self) -> None:
