@@ -116,11 +116,6 @@ class BackgroundEmbedder(QObject):
         self._queue.clear()
         self._cancelled = True
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the running job's thread to end; True when none runs."""
-        worker = self._worker
-        return worker is None or worker.join(timeout)
-
     def _start_next(self) -> None:
         if self._running is not None or self._closed:
             return
