@@ -52,6 +52,18 @@ def run(qtbot, widget, method):
     return worker
 
 
+def cancel_after_first_slice(widget, monkeypatch):
+    """Press Cancel as soon as the job reports its first slice done (checked before each next slice)."""
+    original = widget._progress
+
+    def progress(done, total):
+        original(done, total)
+        if done >= 1:
+            widget.cancel()
+
+    monkeypatch.setattr(widget, "_progress", progress)
+
+
 def stack(shape=(6, 64, 64), seed=1):
     return np.random.default_rng(seed).random(shape).astype(np.float32)
 
@@ -85,15 +97,7 @@ def test_embed_caches_every_slice_and_skips_cached_ones(make_widget, qtbot, erro
 def test_cancel_keeps_finished_slices(make_widget, qtbot, monkeypatch):
     widget = make_widget()
     widget.viewer.add_image(stack(), name="cells")
-    # Cancel as soon as the first slice is reported done (the check runs before each next slice).
-    original = widget._progress
-
-    def progress(done, total):
-        original(done, total)
-        if done >= 1:
-            widget.cancel()
-
-    monkeypatch.setattr(widget, "_progress", progress)
+    cancel_after_first_slice(widget, monkeypatch)
     run(qtbot, widget, "embed")
     assert widget.last_embed.cancelled
     assert len(widget.last_embed.computed) == 1
@@ -307,14 +311,7 @@ def test_cancelled_propagation_changes_nothing(make_widget, qtbot, errors, monke
     widget.label_spin.setValue(5)
     widget.iou_spin.setValue(0.0)
     widget.regrowth_check.setChecked(True)
-    original = widget._progress
-
-    def progress(done, total):
-        original(done, total)
-        if done >= 1:
-            widget.cancel()
-
-    monkeypatch.setattr(widget, "_progress", progress)
+    cancel_after_first_slice(widget, monkeypatch)
     run(qtbot, widget, "propagate")
     assert errors == []
     assert widget.last_propagation.cancelled

@@ -40,6 +40,7 @@ from ..prompts import NEGATIVE, POSITIVE, Prompt, PromptBook
 from . import layers as L
 from .background import BackgroundEmbedder, EmbedJob, close_progress, open_progress
 from .engine import SamEngine
+from .events import disconnect_quietly
 from .tasks import Task
 
 BROWSE = "Browse…"
@@ -506,7 +507,7 @@ class AnnotatorWidget(QWidget):
             QTimer.singleShot(0, lambda job=job: self._submit_if_still_wanted(job))
 
     def _submit_if_still_wanted(self, job: EmbedJob) -> None:
-        if not self._closed and self.image is not None and job.key == self._current_key and job.key not in self.cache:
+        if not self._closed and self.image is not None and job.key == self._current_key:
             self.embedder.submit(job)
 
     def _schedule_prefetch(self) -> None:
@@ -835,10 +836,7 @@ class AnnotatorWidget(QWidget):
         self._bound_keys = []
         self._bound_layers = []
         for layer in self._connected:
-            try:
-                layer.events.data.disconnect(self._on_prompt_layer_changed)
-            except (TypeError, ValueError, RuntimeError):
-                pass
+            disconnect_quietly(layer.events.data, self._on_prompt_layer_changed)
         self._connected = []
         if self.points is not None and self._on_points_press in self.points.mouse_drag_callbacks:
             self.points.mouse_drag_callbacks.remove(self._on_points_press)
@@ -848,10 +846,7 @@ class AnnotatorWidget(QWidget):
             (self.viewer.dims.events.current_step, self._on_slice_changed),
             (self.viewer.dims.events.ndisplay, self._on_slice_changed),
         ):
-            try:
-                emitter.disconnect(slot)
-            except (TypeError, ValueError, RuntimeError):
-                pass
+            disconnect_quietly(emitter, slot)
 
 
 def _warm_up_progress_ui() -> None:

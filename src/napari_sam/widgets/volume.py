@@ -51,6 +51,7 @@ from ..volume import (
     to_image_indices,
 )
 from ..volume.propagate import DEFAULT_IOU_THRESHOLD
+from .events import disconnect_quietly
 from .tasks import Task
 
 #: Area growth (fraction of the smallest area on a walk) that ends it when "Stop when it grows again" is on.
@@ -316,10 +317,7 @@ class VolumeWidget(QWidget):
     def _stop_watching_labels(self) -> None:
         """Forget the labels layer whose selected label the id box follows."""
         if self._watched_labels is not None:
-            try:
-                self._watched_labels.events.selected_label.disconnect(self._on_selected_label)
-            except (TypeError, ValueError, RuntimeError):
-                pass
+            disconnect_quietly(self._watched_labels.events.selected_label, self._on_selected_label)
             self._watched_labels = None
 
     def _on_labels_chosen(self, name: str) -> None:
@@ -585,14 +583,8 @@ class VolumeWidget(QWidget):
             (self.viewer.layers.events.inserted, self._refresh_layers),
             (self.viewer.layers.events.removed, self._refresh_layers),
         ):
-            try:
-                emitter.disconnect(slot)
-            except (TypeError, ValueError, RuntimeError):
-                pass
+            disconnect_quietly(emitter, slot)
         for layer in self._named:
-            try:
-                layer.events.name.disconnect(self._refresh_layers)
-            except (TypeError, ValueError, RuntimeError):
-                pass
+            disconnect_quietly(layer.events.name, self._refresh_layers)
         self._named = []
         self._stop_watching_labels()
