@@ -338,3 +338,60 @@ def test_bf16_predictor_keeps_the_callers_model_float32(image):
 def test_bad_precision_is_refused(model):
     with pytest.raises(ValueError, match="precision"):
         SamPredictor(model, device="cpu", precision="fp16")
+
+
+# ------------------------------------------------- twin predictors, preparing
+def test_twin_shares_the_weight_copies_but_not_the_image(image):
+    model = tiny_model(seed=3)
+    first = SamPredictor(model, device="cpu", precision="bf16")
+    twin = first.twin()
+    assert twin._encoder is first._encoder and twin._decoder is first._decoder  # no second bf16 copy
+    assert twin.encoder_dtype == first.encoder_dtype == torch.bfloat16
+    emb = first.set_image(image)
+    assert not twin.is_image_set  # each keeps its own current image
+    twin.set_embedding(emb)
+    other = structured_rgb(H, W, seed=9)
+    first.set_image(other)  # the twin still decodes the first image
+    a = twin.predict(point_coords=[[20, 30]], point_labels=[1])
+    fresh = SamPredictor(model, device="cpu", precision="bf16")
+    fresh.set_embedding(emb)
+    b = fresh.predict(point_coords=[[20, 30]], point_labels=[1])
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_prepare_changes_nothing_but_when_the_work_is_done(predictor, embedding):
+    prompt = dict(point_coords=[[20, 30], [40, 10]], point_labels=[1, 0])
+    plain = SamPredictor(predictor.model, device="cpu", precision="fp32")
+    plain.set_embedding(embedding)
+    expected = plain.predict(**prompt)
+    predictor.prepare()
+    assert predictor._prepared is not None
+    for x, y in zip(predictor.predict(**prompt), expected):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_prepare_needs_an_image(model):
+    with pytest.raises(ValueError, match="no image is set"):
+        SamPredictor(model, device="cpu", precision="fp32").prepare()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_switching_images_never_reuses_the_previous_images_decoder_inputs(model, image, precision):
+    """Per-image work kept between clicks (converted embedding, prepared first block) follows set_embedding."""
+    p = SamPredictor(model, device="cpu", precision=precision)
+    emb_a = p.set_image(image)
+    emb_b = p.set_image(structured_rgb(H, W, seed=11))
+    prompt = dict(point_coords=[[20, 30]], point_labels=[1])
+    for emb in (emb_a, emb_b, emb_a):
+        p.set_embedding(emb)
+        p.prepare()
+        got = p.predict(**prompt)
+        fresh = SamPredictor(model, device="cpu", precision=precision)
+        fresh.set_embedding(emb)
+        for x, y in zip(got, fresh.predict(**prompt)):
+            np.testing.assert_array_equal(x, y)
+    _, _, low_a = p.predict(**prompt)
+    p.set_embedding(emb_b)
+    _, _, low_b = p.predict(**prompt)
+    assert not np.array_equal(low_a, low_b)  # the two images really decode differently
