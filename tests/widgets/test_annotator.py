@@ -376,3 +376,45 @@ def test_moving_and_removing_points_decode_again(make_napari_viewer, qtbot, stub
     w.points.selected_data = {0}
     w.points.remove_selected()
     assert w.current_candidates() is None and not any(c.data.any() for c in w.candidates)
+
+
+class PreparingEngine(StubEngine):
+    """A stub that also offers the optional ``prepare`` (decoder work done before the first click)."""
+
+    def __init__(self, fail=False, **kwargs):
+        super().__init__(**kwargs)
+        self.prepared = []  # embedding tags, in order
+        self.prepare_fails = fail
+
+    def prepare(self, embedding):
+        self.prepared.append(float(embedding.features.flatten()[0]))
+        if self.prepare_fails:
+            raise RuntimeError("prepare broke")
+
+
+def test_the_decoder_is_prepared_for_each_slice_shown_before_its_first_click(make_napari_viewer, qtbot):
+    stack = np.stack([np.full((30, 40), v, np.uint8) for v in (10, 20, 30)])
+    engine = PreparingEngine()
+    viewer, image, w = start(make_napari_viewer, qtbot, stack, lambda *a: engine)
+    w.prefetch_enabled = False
+    first = w.current_slice()[0]
+    tag = lambda z: float(stack[z].mean())  # noqa: E731 (the stub's embedding of slice z)
+    qtbot.waitUntil(lambda: engine.prepared[-1:] == [tag(first)], timeout=TIMEOUT_MS)  # when its embedding arrived
+    assert engine.decode_calls == []  # prepared, not decoded: no click yet
+    other = (first + 1) % 3
+    viewer.dims.set_current_step(0, other)
+    wait_embedded(qtbot, w)
+    qtbot.waitUntil(lambda: engine.prepared[-1] == tag(other), timeout=TIMEOUT_MS)
+    viewer.dims.set_current_step(0, first)  # cached: prepared again at once
+    assert engine.prepared[-1] == tag(first)
+    wait_idle(qtbot, w)
+
+
+def test_a_failing_prepare_does_not_stop_the_clicks(make_napari_viewer, qtbot):
+    engine = PreparingEngine(fail=True)
+    img = np.random.default_rng(2).integers(0, 255, (30, 40)).astype(np.uint8)
+    viewer, image, w = start(make_napari_viewer, qtbot, img, lambda *a: engine)
+    qtbot.waitUntil(lambda: len(engine.prepared) == 1, timeout=TIMEOUT_MS)
+    w.points.add([15, 20])
+    assert w.current_candidates() is not None and w.current_candidates().count == 3
+    wait_idle(qtbot, w)

@@ -62,3 +62,28 @@ def test_embeddings_of_another_model_are_refused(engine):
     req = PromptBook().update((), Prompt.make([[5, 5]], [1]))
     with pytest.raises(ValueError, match="embed the image again"):
         engine.decode(emb, req)
+
+
+@pytest.mark.parametrize("precision, dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_clicks_are_decoded_in_the_engines_precision_without_a_second_weight_copy(precision, dtype):
+    torch.manual_seed(0)
+    model = build_sam(tiny_config())
+    eng = SamEngine(model, device="cpu", precision=precision)
+    assert eng.decoder._decoder is eng.encoder._decoder  # shared, not copied again
+    assert eng.decoder._encoder is eng.encoder._encoder
+    assert eng.decoder._decoder.iou_token.weight.dtype == dtype
+    assert model.mask_decoder.iou_token.weight.dtype == torch.float32  # the caller's model is untouched
+
+
+def test_prepare_then_decode_gives_what_decoding_alone_gives():
+    torch.manual_seed(0)
+    model = build_sam(tiny_config())
+    image = np.random.default_rng(3).integers(0, 255, (40, 60)).astype(np.uint8)
+    prepared, plain = SamEngine(model, device="cpu", precision="fp32"), SamEngine(model, device="cpu", precision="fp32")
+    emb = prepared.embed(image)
+    prepared.prepare(emb)  # the first prepare also decodes a dummy click: it must leave no trace
+    prepared.prepare(emb)
+    book = PromptBook()
+    req = book.update((), Prompt.make([[30, 20], [10, 30]], [1, 0]))
+    for got, want in zip(prepared.decode(emb, req), plain.decode(emb, req)):
+        np.testing.assert_array_equal(got, want)

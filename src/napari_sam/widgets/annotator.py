@@ -498,6 +498,7 @@ class AnnotatorWidget(QWidget):
         self._current_key = job.key
         if job.key in self.cache:
             self._refresh_prompts(force=True)
+            self._prepare_decoder()
             self._schedule_prefetch()
         else:
             self._set_status(f"Embedding {job.label} …")
@@ -532,7 +533,19 @@ class AnnotatorWidget(QWidget):
             return  # a prefetch, or a slice no longer shown: used only when its key is wanted
         self._set_status(f"Slice {key.slice_index} embedded: place points or a box.")
         self._refresh_prompts(force=True)
+        self._prepare_decoder()
         self._schedule_prefetch()
+
+    def _prepare_decoder(self) -> None:
+        """The decoder's prompt-independent work for the slice shown, now rather than at its first click."""
+        prepare = getattr(self.engine, "prepare", None)  # optional: stand-in engines may not have it
+        embedding = self.cache.get(self._current_key) if self._current_key is not None else None
+        if prepare is None or embedding is None:
+            return
+        try:
+            prepare(embedding)
+        except Exception:  # only a head start: a failing decoder is reported at the click
+            pass
 
     def _on_embed_failed(self, job: EmbedJob, err: BaseException) -> None:
         detail = "".join(traceback.format_exception_only(type(err), err)).strip()
