@@ -395,3 +395,20 @@ def test_switching_images_never_reuses_the_previous_images_decoder_inputs(model,
     p.set_embedding(emb_b)
     _, _, low_b = p.predict(**prompt)
     assert not np.array_equal(low_a, low_b)  # the two images really decode differently
+
+
+@pytest.mark.parametrize("original", [(48, 64), (64, 48), (37, 128), (128, 128), (20, 21)])
+def test_upscaling_only_the_unpadded_logits_gives_identical_masks(model, original):
+    """The padding rows/columns of the low-res logits are skipped: same numbers as upsampling them all."""
+    p = SamPredictor(model, device="cpu", precision="fp32")
+    H, W = original
+    (h, w) = resize_longest_side(np.zeros((H, W, 3), np.uint8), SIDE).shape[:2]
+    emb = ImageEmbedding(torch.zeros(1, 32, 8, 8), (H, W), (h, w), model.weights_id, "test")
+    low = torch.randn(2, 3, SIDE // 4, SIDE // 4, generator=torch.Generator().manual_seed(H * W))
+    got = p.upscale_logits(low, emb)
+    full = torch.nn.functional.interpolate(low.reshape(6, 1, SIDE // 4, SIDE // 4), (SIDE, SIDE), mode="bilinear", align_corners=False)
+    full = full[..., :h, :w]
+    if (h, w) != (H, W):
+        full = torch.nn.functional.interpolate(full, (H, W), mode="bilinear", align_corners=False)
+    assert got.shape == (2, 3, H, W)
+    torch.testing.assert_close(got, full.reshape(2, 3, H, W), rtol=0, atol=0)

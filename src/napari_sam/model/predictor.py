@@ -237,20 +237,40 @@ class SamPredictor:
         """
         side = self.model.image_size
         (h, w), (H, W) = emb.input_size, emb.original_size
-        x = _resize_planes(low_res, (side, side))[..., :h, :w]
+        lh, lw = low_res.shape[-2:]
+        if lh == lw and side % lw == 0:
+            x = _resize_planes(_crop_padding(low_res, side, h, w), None, scale=side // lw)[..., :h, :w]
+        else:  # not SAM's layout (square, an integer factor below the input): the general path
+            x = _resize_planes(low_res, (side, side))[..., :h, :w]
         if (h, w) != (H, W):
             x = _resize_planes(x, (H, W))
         return x
 
 
-def _resize_planes(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of (B, C, h, w) logits, each plane on its own.
+def _crop_padding(low_res: torch.Tensor, side: int, h: int, w: int) -> torch.Tensor:
+    """Low-res logits without the rows/columns that only ever become padding, which is dropped anyway.
+
+    Upsampling by the same integer factor, every kept pixel has the same
+    source position and neighbours: the result is identical, on fewer pixels
+    (a 300x1000 image: about half the upsampling time). One extra row and
+    column stay, the neighbours of the last kept pixels.
+    """
+    f = side // low_res.shape[-1]
+    rows = min(low_res.shape[-2], -(-h // f) + 1)
+    cols = min(low_res.shape[-1], -(-w // f) + 1)
+    return low_res[..., :rows, :cols]
+
+
+def _resize_planes(x: torch.Tensor, size: tuple[int, int] | None, scale: int | None = None) -> torch.Tensor:
+    """Bilinear resize of (B, C, h, w) logits to ``size``, or by an integer ``scale``, each plane on its own.
 
     Resizing the masks as a batch of single-channel images gives the same
     numbers and, on the CPU, measured about 5x faster than as one 3-channel
     image (which the kernel copies around).
     """
     B, C = x.shape[:2]
+    if size is None:
+        size = (x.shape[-2] * scale, x.shape[-1] * scale)
     planes = x.reshape(B * C, 1, *x.shape[2:])
     return F.interpolate(planes, size, mode="bilinear", align_corners=False).view(B, C, *size)
 
