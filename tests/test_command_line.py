@@ -1,3 +1,4 @@
+import pytest
 """The `napari-sam-annotator` command offers every sub-command."""
 
 from napari_sam.cli import build_parser
@@ -13,3 +14,12 @@ def test_embed_subcommand_is_wired_into_the_main_command():
 def test_train_subcommand_is_there():
     args = build_parser().parse_args(["train", "--data", "generated", "--out", "model.pt"])
     assert args.command == "train"
+    assert args.precision == "auto"
+
+
+def test_train_precision_is_one_of_three_words(capsys):
+    args = build_parser().parse_args(["train", "--out", "model.pt", "--precision", "bf16"])
+    assert args.precision == "bf16"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--out", "model.pt", "--precision", "half"])
+    assert "invalid choice" in capsys.readouterr().err

@@ -46,6 +46,9 @@ def _add_train(subparsers) -> None:
                         "larger suits small objects (default 1, as SAM)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="compute in bf16 (weights stay float32) or fp32; auto: bf16 where the GPU or CPU "
+                        "does it natively (AVX512-BF16/AMX), else fp32 (default auto)")
     p.add_argument("--save-every", type=int, default=50, help="steps between resumable checkpoints (default 50)")
     p.add_argument("--log-every", type=int, default=10, help="steps between progress lines (default 10)")
     p.add_argument("--half", action="store_true", help="store the final weights in float16 (half the file size)")
@@ -64,7 +67,7 @@ def _run_train(args) -> int:
     options = TrainOptions(
         out=args.out, data=args.data, size=args.size, init=args.init, steps=args.steps,
         batch_size=args.batch_size, objects_per_image=args.objects, rounds=args.rounds, lr=args.lr,
-        seed=args.seed, device=args.device, overwrite=args.overwrite, resume=args.resume,
+        seed=args.seed, device=args.device, precision=args.precision, overwrite=args.overwrite, resume=args.resume,
         restart=args.restart, half=args.half, save_every=args.save_every, log_every=args.log_every,
         position_scale=args.position_scale,
     )

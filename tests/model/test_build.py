@@ -242,3 +242,21 @@ def test_gradients_flow_through_the_vit_encoder_for_training():
     block = model.image_encoder.blocks[0]
     assert block.attn.rel_pos_h.grad is not None and block.attn.rel_pos_h.grad.abs().sum() > 0
     assert block.attn.qkv.weight.grad.abs().sum() > 0
+
+
+def test_training_attention_computes_what_inference_does():
+    # Training takes plain differentiable products, inference the blockwise
+    # in-place kernels: the same encoder must give the same embedding either way.
+    from napari_sam.model.build import build_sam, tiny_config
+
+    torch.manual_seed(0)
+    model = build_sam(tiny_config(image_size=64)).eval()
+    for block in model.image_encoder.blocks:  # non-zero relative positions, so the bias matters
+        torch.nn.init.normal_(block.attn.rel_pos_h, std=0.5)
+        torch.nn.init.normal_(block.attn.rel_pos_w, std=0.5)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        inference = model.image_encoder(x)
+    training = model.image_encoder(x)
+    assert training.requires_grad
+    torch.testing.assert_close(training.detach(), inference, atol=1e-4, rtol=1e-4)

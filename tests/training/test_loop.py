@@ -7,7 +7,7 @@ from napari_sam.model.zoo import load_model
 from napari_sam.training import TrainingInterrupted, TrainOptions, train, training_config
 from napari_sam.training.checkpoints import KEEP_FLOAT32, partial_path
 from napari_sam.training.data import GeneratedSource, draw_prepared, encoder_batch
-from napari_sam.training.loop import _select_objects, interactive_loss, learning_rate
+from napari_sam.training.loop import _computing_in, _select_objects, interactive_loss, learning_rate
 
 
 def tiny_options(out, **kw):
@@ -122,6 +122,22 @@ def test_init_from_a_checkpoint_continues_its_weights(tmp_path):
     torch.testing.assert_close(trained[key], start.state_dict()[key], atol=1e-6, rtol=0)
 
 
+def test_bf16_run_keeps_float32_weights(tmp_path):
+    lines = []
+    out = tmp_path / "model.pt"
+    train(tiny_options(out, precision="bf16"), log=lines.append)
+    assert "computing in bf16" in lines[0]
+    saved = torch.load(out, weights_only=True)
+    # bf16 is for the products only: what is learnt is kept (and written) at full precision.
+    assert {v.dtype for v in saved.values() if v.is_floating_point()} == {torch.float32}
+
+
+def test_fp32_run_says_nothing_of_bf16(tmp_path):
+    lines = []
+    train(tiny_options(tmp_path / "model.pt", precision="fp32"), log=lines.append)
+    assert lines[0].startswith("training ") and "bf16" not in lines[0]
+
+
 def test_bad_options_are_refused(tmp_path):
     with pytest.raises(ValueError, match="--steps"):
         train(tiny_options(tmp_path / "m.pt", steps=0), log=quiet)
@@ -129,6 +145,8 @@ def test_bad_options_are_refused(tmp_path):
         train(tiny_options(tmp_path / "m.pt", lr=-1.0), log=quiet)
     with pytest.raises(ValueError, match="folder"):
         train(tiny_options(tmp_path / "nowhere" / "m.pt"), log=quiet)
+    with pytest.raises(ValueError, match="--precision"):
+        train(tiny_options(tmp_path / "m.pt", precision="fp16"), log=quiet)
 
 
 def test_learning_rate_warms_up_then_decays():
@@ -138,7 +156,8 @@ def test_learning_rate_warms_up_then_decays():
     assert lrs[-1] == pytest.approx(0.05, abs=0.01)
 
 
-def test_training_lowers_the_interactive_loss():
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_lowers_the_interactive_loss(precision):
     torch.manual_seed(0)
     model = build_sam(training_config("tiny")).train()
     cfg = model.config
@@ -147,8 +166,9 @@ def test_training_lowers_the_interactive_loss():
     x = encoder_batch(pairs, model)
 
     def loss_now():
-        emb = model.image_encoder(x)[torch.from_numpy(image_index)]
-        return interactive_loss(model, emb, masks, low_res, 2, 0.5, np.random.default_rng(1))[0]
+        with _computing_in(torch.bfloat16 if precision == "bf16" else torch.float32, torch.device("cpu")):
+            emb = model.image_encoder(x)[torch.from_numpy(image_index)]
+            return interactive_loss(model, emb, masks, low_res, 2, 0.5, np.random.default_rng(1))[0]
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     with torch.no_grad():

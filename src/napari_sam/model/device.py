@@ -3,8 +3,10 @@
 Device "auto": CUDA, then Apple MPS, then the CPU. Precision "auto": bfloat16
 where it is both fast and accurate enough (CUDA GPUs that support it; CPUs
 with AVX512-BF16 or AMX, whose matrix units do bf16 natively), float32
-elsewhere. bf16 is used for the image encoder only: the prompt encoder,
-decoder and every LayerNorm stay float32.
+elsewhere. bf16 is used for the image encoder and the mask decoder; the
+prompt encoder (whose Fourier features of click positions lose pixels in
+bf16) and the statistics of every LayerNorm stay float32. Training uses the
+same choice for its products, with float32 weights (``train --precision``).
 """
 
 import functools

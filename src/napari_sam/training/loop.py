@@ -12,6 +12,7 @@ is averaged.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_sam.model.build import SamConfig, build_sam, config_from_state_dict, load_weights
-from napari_sam.model.device import pick_device
+from napari_sam.model.device import pick_device, pick_precision
 
 from . import checkpoints
 from .config import training_config
@@ -57,6 +58,7 @@ class TrainOptions:
     warmup_fraction: float = 0.05
     seed: int = 0
     device: str | None = "auto"
+    precision: str = "auto"  # "bf16": products in bfloat16, weights and Adam state float32; "auto": bf16 where native
     overwrite: bool = False
     resume: bool = False  # require an unfinished run to continue
     restart: bool = False  # discard an unfinished run instead of continuing it
@@ -90,6 +92,8 @@ def _check_options(o: TrainOptions) -> None:
         raise ValueError(f"--position-scale must be a positive number, got {o.position_scale!r}")
     if not 0 <= o.box_fraction <= 1:
         raise ValueError(f"box_fraction must lie in [0, 1], got {o.box_fraction}")
+    if o.precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"--precision must be auto, fp32 or bf16, got {o.precision!r}")
     if o.resume and o.restart:
         raise ValueError("--resume and --restart contradict each other; pass one of them")
 
@@ -278,6 +282,13 @@ def interactive_loss(model, embeddings, masks: np.ndarray, low_res: np.ndarray, 
 
 
 # ---------------------------------------------------------------- the run
+def _computing_in(dtype: torch.dtype, device: torch.device):
+    """Autocast for bf16 training: matrix products in bf16, weights, gradients and Adam state in float32."""
+    if dtype != torch.bfloat16:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
 def _format_eta(seconds: float) -> str:
     seconds = int(max(0, seconds))
     h, rest = divmod(seconds, 3600)
@@ -303,6 +314,7 @@ def train(options: TrainOptions, log=print) -> TrainResult:
         partial.unlink()
 
     device = pick_device(o.device)
+    compute_dtype = pick_precision(o.precision, device)
     source = open_source(o.data)
     resumed = None
     if partial.exists():
@@ -340,7 +352,10 @@ def train(options: TrainOptions, log=print) -> TrainResult:
                 f"the unfinished run {partial} is at step {start} already; ask for more --steps or pass --restart"
             )
         log(f"resuming {partial} at step {start} of {o.steps}")
-    log(f"training {describe_config(cfg)} from {origin} on {source.description}, device {device}")
+    log(
+        f"training {describe_config(cfg)} from {origin} on {source.description}, device {device}"
+        + (", computing in bf16" if compute_dtype == torch.bfloat16 else "")
+    )
 
     run_options = {"data": str(o.data), "seed": o.seed, "batch_size": o.batch_size, "steps": o.steps}
     low_res_size = model.prompt_encoder.mask_input_size[0]
@@ -354,10 +369,11 @@ def train(options: TrainOptions, log=print) -> TrainResult:
                 group["lr"] = lr
             pairs = [draw_prepared(source, o.seed, step, b, cfg.image_size, low_res_size) for b in range(o.batch_size)]
             image_index, masks, low_res = _select_objects(pairs, o.objects_per_image, rng)
-            embeddings = model.image_encoder(encoder_batch(pairs, model))
-            loss, miou1, miou = interactive_loss(
-                model, embeddings[torch.from_numpy(image_index).to(device)], masks, low_res, o.rounds, o.box_fraction, rng
-            )
+            with _computing_in(compute_dtype, device):
+                embeddings = model.image_encoder(encoder_batch(pairs, model))
+                loss, miou1, miou = interactive_loss(
+                    model, embeddings[torch.from_numpy(image_index).to(device)], masks, low_res, o.rounds, o.box_fraction, rng
+                )
             value = loss.item()
             if not math.isfinite(value):
                 raise ValueError(f"the loss became {value} at step {step + 1}; lower --lr and start again (--restart)")
