@@ -72,8 +72,8 @@ def test_a_click_inside_a_nucleus_gives_that_nucleus():
         ious.append(np.logical_and(best, mask).sum() / np.logical_or(best, mask).sum())
     ious = np.array(ious)
     assert len(ious) >= 5
-    # 10 of 12 nuclei come out with IoU >= 0.8 (mean 0.89) with the model shipped
-    # now; the two misses (0.74, 0.77) are small nuclei pressed against a neighbour.
+    # 9 of 12 nuclei come out with IoU >= 0.8 (mean 0.88) with the model shipped
+    # now; the misses (0.68, 0.76, 0.78) are small nuclei pressed against a neighbour.
     assert np.mean(ious >= 0.8) >= 0.75, f"IoU per nucleus: {np.round(ious, 2).tolist()}"
     assert ious.mean() >= 0.85
 

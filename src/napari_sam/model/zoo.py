@@ -229,7 +229,7 @@ for _info in (
         model_type="custom",
         package_file="models/demo_nuclei.pt",
         size=3_963_563,
-        hash="sha256:aa22fdb393a495a040b611a6d78b5a1d532074742ec1085dd27c4b15a9eeb39f",
+        hash="sha256:fadf238abcd758f548b9e53cbc181ae28250413f70e1c2d2f5723b1c8c438cd9",
         filename="demo_nuclei.pt",
         description=(
             "Demo model trained on generated nuclei only — for trying the plugin offline; "
