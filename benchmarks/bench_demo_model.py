@@ -11,7 +11,7 @@ highest predicted IoU of its three multimask outputs), as the plugin does:
 Also printed: the Pearson correlation between predicted and true IoU over
 all candidates, and the time to embed one image.
 
-    python benchmarks/bench_demo_model.py [--model demo] [--images 20] [--threads 2]
+    python benchmarks/bench_demo_model.py [--model demo] [--images 20] [--threads 2] [--precision fp32]
 """
 
 import argparse
@@ -41,8 +41,8 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
-def evaluate(model_name: str, n_images: int, seed: int = HELD_OUT_SEED, min_area: int = 30) -> dict:
-    predictor = SamPredictor(load_model(model_name, device="cpu"), precision="fp32")
+def evaluate(model_name: str, n_images: int, seed: int = HELD_OUT_SEED, min_area: int = 30, precision: str = "fp32") -> dict:
+    predictor = SamPredictor(load_model(model_name, device="cpu"), precision=precision)
     rng = np.random.default_rng(seed)
     results = {"centre": [], "random": [], "box": []}
     predicted, true = [], []
@@ -82,11 +82,13 @@ def main() -> None:
     parser.add_argument("--model", default="demo", help="zoo name or checkpoint file (default demo)")
     parser.add_argument("--images", type=int, default=20, help="held-out images (default 20)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"),
+                        help="the predictor's precision (the annotator uses auto: bf16 on CPUs with native bf16)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    r = evaluate(args.model, args.images)
-    print(f"model {args.model}: {r['objects']} nuclei in {args.images} held-out generated images (256 x 256)")
+    r = evaluate(args.model, args.images, precision=args.precision)
+    print(f"model {args.model} ({args.precision}): {r['objects']} nuclei in {args.images} held-out generated images (256 x 256)")
     print(f"  click at centre   mean IoU {r['miou']['centre']:.3f}  (target >= 0.85)  IoU >= 0.8 for {r['share_above_0.8']['centre']:.0%}")
     print(f"  click at random   mean IoU {r['miou']['random']:.3f}                  IoU >= 0.8 for {r['share_above_0.8']['random']:.0%}")
     print(f"  bounding box      mean IoU {r['miou']['box']:.3f}  (target >= 0.90)  IoU >= 0.8 for {r['share_above_0.8']['box']:.0%}")
