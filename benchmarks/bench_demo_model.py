@@ -22,6 +22,7 @@ import torch
 from scipy import ndimage
 
 from napari_sam.model import SamPredictor, load_model
+from napari_sam.model.device import PRECISIONS
 from napari_sam.synthetic import iter_training_pairs
 
 # Training draws its images from seeds derived from (run seed, step, slot);
@@ -82,7 +83,7 @@ def main() -> None:
     parser.add_argument("--model", default="demo", help="zoo name or checkpoint file (default demo)")
     parser.add_argument("--images", type=int, default=20, help="held-out images (default 20)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"),
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="the predictor's precision (the annotator uses auto: bf16 on CPUs with native bf16)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -23,3 +23,11 @@ def test_train_precision_is_one_of_three_words(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--out", "model.pt", "--precision", "half"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_train_precision_choices_are_the_engines():
+    from napari_sam.model.device import PRECISIONS
+
+    action = next(a for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
+                  if a.dest == "precision")
+    assert tuple(action.choices) == PRECISIONS

@@ -51,10 +51,7 @@ class SamPredictor:
         decode with the same precision.
         """
         other = copy.copy(self)
-        other._embedding = None
-        other._dense_pe = None
-        other._prepared = None
-        other._decoder_inputs = None
+        other.reset_image()
         return other
 
     # ----------------------------------------------------------------- embedding

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_sam.model.build import SamConfig, build_sam, config_from_state_dict, load_weights
-from napari_sam.model.device import pick_device, pick_precision
+from napari_sam.model.device import PRECISIONS, pick_device, pick_precision
 
 from . import checkpoints
 from .config import training_config
@@ -92,8 +92,8 @@ def _check_options(o: TrainOptions) -> None:
         raise ValueError(f"--position-scale must be a positive number, got {o.position_scale!r}")
     if not 0 <= o.box_fraction <= 1:
         raise ValueError(f"box_fraction must lie in [0, 1], got {o.box_fraction}")
-    if o.precision not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"--precision must be auto, fp32 or bf16, got {o.precision!r}")
+    if o.precision not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {o.precision!r}")
     if o.resume and o.restart:
         raise ValueError("--resume and --restart contradict each other; pass one of them")
 
