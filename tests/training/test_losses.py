@@ -3,16 +3,35 @@ import math
 import pytest
 import torch
 
-from napari_sam.training.losses import dice_loss, focal_loss, mask_iou, sam_loss
+from napari_sam.training.losses import FOCAL_ALPHA, dice_loss, focal_loss, mask_iou, sam_loss
 
 
-def test_focal_loss_of_one_pixel_matches_the_formula():
+@pytest.mark.parametrize("alpha", [0.25, 0.5])
+def test_focal_loss_of_one_pixel_matches_the_formula(alpha):
     p = 0.7
     logit = torch.tensor([[[math.log(p / (1 - p))]]])
     # Target 1: alpha * (1 - p)^2 * -log(p)
-    assert focal_loss(logit, torch.ones(1, 1, 1)).item() == pytest.approx(0.25 * 0.3**2 * -math.log(0.7), rel=1e-5)
+    assert focal_loss(logit, torch.ones(1, 1, 1), alpha=alpha).item() == pytest.approx(
+        alpha * 0.3**2 * -math.log(0.7), rel=1e-5)
     # Target 0: (1 - alpha) * p^2 * -log(1 - p)
-    assert focal_loss(logit, torch.zeros(1, 1, 1)).item() == pytest.approx(0.75 * 0.7**2 * -math.log(0.3), rel=1e-5)
+    assert focal_loss(logit, torch.zeros(1, 1, 1), alpha=alpha).item() == pytest.approx(
+        (1 - alpha) * 0.7**2 * -math.log(0.3), rel=1e-5)
+
+
+def _best_probability_for_a_coin_flip_pixel(alpha):
+    """The p that minimises the expected focal loss of a pixel that is object in half the images."""
+    logits = torch.linspace(-6, 6, 2401).reshape(-1, 1, 1)
+    expected = 0.5 * focal_loss(logits, torch.ones(1, 1, 1), alpha=alpha) + 0.5 * focal_loss(
+        logits, torch.zeros(1, 1, 1), alpha=alpha)
+    return torch.sigmoid(logits[expected.argmin()]).item()
+
+
+def test_an_unsure_boundary_pixel_is_cut_at_even_odds():
+    # The trained masks are cut at logit 0 (p = 0.5). A pixel that is object
+    # as often as background must land there, or every outline drifts inward.
+    assert _best_probability_for_a_coin_flip_pixel(FOCAL_ALPHA) == pytest.approx(0.5, abs=0.01)
+    # RetinaNet's weighting would call it background (the bias the default avoids).
+    assert _best_probability_for_a_coin_flip_pixel(0.25) < 0.4
 
 
 def test_confident_right_answers_cost_nothing_wrong_ones_a_lot():

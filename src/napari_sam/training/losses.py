@@ -9,7 +9,13 @@ import torch.nn.functional as F
 
 FOCAL_WEIGHT = 20.0  # SAM paper: focal and dice in a 20:1 ratio
 DICE_WEIGHT = 1.0
-FOCAL_ALPHA = 0.25
+# Object and background pixels weigh the same. RetinaNet's 0.25 (a weight of
+# 0.25 on object pixels, 0.75 on background) makes an unsure model call a
+# boundary pixel object only when it is 75 % sure, so outlines shrink: the demo
+# model trained with it cut small nuclei to 85 % of their area (median, nuclei
+# under 300 px), and its held-out IoU rose when the mask threshold was lowered.
+# With 0.5 the cut falls where object and background are equally likely.
+FOCAL_ALPHA = 0.5
 FOCAL_GAMMA = 2.0
 
 
