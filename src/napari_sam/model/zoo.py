@@ -229,7 +229,7 @@ for _info in (
         model_type="custom",
         package_file="models/demo_nuclei.pt",
         size=3_963_563,
-        hash="sha256:fadf238abcd758f548b9e53cbc181ae28250413f70e1c2d2f5723b1c8c438cd9",
+        hash="sha256:5596bf116adf0c2b1477774eeda8dd1cc1e544a82b56cef2ecd61ea08a7024f8",
         filename="demo_nuclei.pt",
         description=(
             "Demo model trained on generated nuclei only — for trying the plugin offline; "

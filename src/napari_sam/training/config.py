@@ -12,8 +12,8 @@ a 128-wide decoder gave the best held-out IoU per CPU-second of training
 among the sizes we compared: trained for the same 27 CPU-minutes, mean IoU
 0.79 for a centre click and 0.83 for a box, against 0.76 / 0.79 with a
 64-wide decoder (benchmarks/bench_demo_model.py). A step costs about 1.4 s on
-a 2-core CPU in float32, 1.0 s in bf16 (AVX512-BF16); the shipped model had
-3200 bf16 steps (54 minutes).
+a 2-core CPU in float32, 1.0-1.15 s in bf16 (AVX512-BF16); the shipped model
+had 3500 bf16 steps (68 minutes).
 """
 
 from napari_sam.model.build import PRESETS, SamConfig, tiny_config
