@@ -32,16 +32,17 @@ def test_few_tokens_reading_the_image(batch):
     assert _close(folded, plain)
 
 
+@pytest.mark.parametrize("batch", [1, 2])  # one prompt takes plain matrix products, several batched ones
 @pytest.mark.parametrize("projected_queries", [False, True])
-def test_the_image_reading_few_tokens(projected_queries):
+def test_the_image_reading_few_tokens(projected_queries, batch):
     attn = _attention(seed=1)
-    image = torch.randn(2, 900, 256)
-    tokens = torch.randn(2, 9, 256)
+    image = torch.randn(batch, 900, 256)
+    tokens = torch.randn(batch, 9, 256)
     with torch.no_grad():
         qh = attn.project_q(image) if projected_queries else None
         plain = attn.attend(image, tokens, tokens)
         folded = attn.attend_few_keys(image, tokens, tokens, qh=qh)
-    assert folded.shape == plain.shape == (2, 900, 256)
+    assert folded.shape == plain.shape == (batch, 900, 256)
     assert _close(folded, plain)
 
 

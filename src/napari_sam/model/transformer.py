@@ -8,6 +8,7 @@ the 4096 image tokens cheap.
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .common import LayerNorm, MLPBlock
@@ -89,8 +90,11 @@ class Attention(nn.Module):
             qh = self.project_q(q)  # (B, H, T, d)
         # q . (W k + b) = (q W) . k + q . b; the last term is the same for every
         # key, so the softmax over keys does not see it.
-        qk = torch.matmul(qh * d**-0.5, self.k_proj.weight.view(H, d, C))  # (B, H, T, C)
-        scores = torch.matmul(qk.reshape(B, H * T, C), k.transpose(1, 2))  # (B, H*T, N)
+        qk = torch.matmul(qh * d**-0.5, self.k_proj.weight.view(H, d, C)).reshape(B, H * T, C)
+        # Scores as (image tokens) x (heads * tokens) products of the image as it
+        # lies in memory, then turned so the softmax runs along the image axis;
+        # reading the image transposed instead copied it (1 ms per call in bf16).
+        scores = torch.matmul(k, qk.transpose(1, 2)).transpose(1, 2).contiguous()  # (B, H*T, N)
         weights = torch.softmax(scores, dim=-1)
         # weights . (W v + b) = W (weights . v) + b, as each row of weights sums to 1.
         read = torch.matmul(weights, v).view(B, H, T, C)
@@ -106,21 +110,26 @@ class Attention(nn.Module):
         H, d = self.num_heads, self.internal_dim // self.num_heads
         kh, vh = self.project_k(k), self.project_v(v)  # (B, H, T, d)
         scale = d**-0.5
+        # Scores are laid out (B, H, T, N): the softmax over a few tokens then
+        # runs along a middle axis with the long image axis innermost, 2x faster
+        # on the CPU than a softmax over a last axis of 5-10 entries.
         if qh is not None:
-            scores = torch.matmul(qh * scale, kh.transpose(-1, -2))  # (B, H, N, T)
-            weights = torch.softmax(scores, dim=-1).permute(0, 2, 1, 3).reshape(B, N, H * T)
+            scores = torch.matmul(kh * scale, qh.transpose(-1, -2))  # (B, H, T, N)
         else:
             # (W q + b) . k = q . (W^T k) + b . k
-            wq = self.q_proj.weight.view(H, d, C)
-            folded = torch.matmul(wq.transpose(1, 2), kh.transpose(-1, -2) * scale)  # (B, H, C, T)
-            folded = folded.permute(0, 2, 1, 3).reshape(B, C, H * T)
-            offset = (kh * self.q_proj.bias.view(1, H, 1, d)).sum(-1).reshape(B, 1, H * T) * scale
-            scores = torch.matmul(q, folded) + offset  # (B, N, H*T)
-            weights = torch.softmax(scores.view(B, N, H, T), dim=-1).view(B, N, H * T)
+            folded = torch.matmul(kh * scale, self.q_proj.weight.view(H, d, C)).reshape(B, H * T, C)
+            offset = (kh * self.q_proj.bias.view(1, H, 1, d)).sum(-1).reshape(B, H * T, 1) * scale
+            if B == 1:  # a plain matrix product reads the image tokens as they lie in memory
+                scores = F.linear(folded[0], q[0]).unsqueeze(0) + offset
+            else:
+                scores = torch.matmul(folded, q.transpose(1, 2)) + offset  # (B, H*T, N)
+        weights = torch.softmax(scores.reshape(B, H, T, N), dim=-2).reshape(B, H * T, N)
         # Each head's values times its block of the output projection: (B, H*T, C_out).
         wo = self.out_proj.weight.view(-1, H, d).permute(1, 2, 0)  # (H, d, C_out)
         values_out = torch.matmul(vh, wo).reshape(B, H * T, -1)
-        return torch.matmul(weights, values_out) + self.out_proj.bias
+        if B == 1:
+            return torch.mm(weights[0].t(), values_out[0]).unsqueeze(0) + self.out_proj.bias
+        return torch.matmul(weights.transpose(1, 2), values_out) + self.out_proj.bias
 
 
 class TwoWayAttentionBlock(nn.Module):
