@@ -48,7 +48,8 @@ def evaluate(model_name: str, n_images: int, seed: int = HELD_OUT_SEED, min_area
     predictor = SamPredictor(load_model(model_name, device="cpu"), precision=precision)
     rng = np.random.default_rng(seed)
     results = {"centre": [], "random": [], "box": []}
-    predicted, true, shown_predicted, shown_true = [], [], [], []
+    shown_scores = {kind: [] for kind in results}  # the predicted IoU of each result above
+    predicted, true = [], []
     embed_times = []
     for image, labels in iter_training_pairs(seed=seed, size=256, count=n_images):
         start = time.perf_counter()
@@ -70,8 +71,7 @@ def evaluate(model_name: str, n_images: int, seed: int = HELD_OUT_SEED, min_area
                 ious = [iou(m, mask) for m in masks]
                 shown = int(np.argmax(scores))
                 results[kind].append(ious[shown])
-                shown_predicted.append(float(scores[shown]))
-                shown_true.append(ious[shown])
+                shown_scores[kind].append(float(scores[shown]))
                 predicted.extend(scores.tolist())
                 true.extend(ious)
     return {
@@ -79,7 +79,9 @@ def evaluate(model_name: str, n_images: int, seed: int = HELD_OUT_SEED, min_area
         "miou": {k: float(np.mean(v)) for k, v in results.items()},
         "share_above_0.8": {k: float(np.mean(np.array(v) >= 0.8)) for k, v in results.items()},
         "iou_correlation": float(np.corrcoef(predicted, true)[0, 1]),
-        "iou_correlation_shown": float(np.corrcoef(shown_predicted, shown_true)[0, 1]),
+        "iou_correlation_shown": float(
+            np.corrcoef(np.concatenate(list(shown_scores.values())), np.concatenate(list(results.values())))[0, 1]
+        ),
         "embed_seconds": float(np.median(embed_times)),
     }
 
