@@ -30,6 +30,7 @@ from . import checkpoints
 from .config import training_config
 from .data import draw_prepared, encoder_batch, open_source
 from .losses import mask_iou, sam_loss
+from .memory import keep_freed_memory
 from .prompts import error_point, jittered_box, random_point_inside
 
 
@@ -314,6 +315,8 @@ def train(options: TrainOptions, log=print) -> TrainResult:
         partial.unlink()
 
     device = pick_device(o.device)
+    if device.type == "cpu":
+        keep_freed_memory()
     compute_dtype = pick_precision(o.precision, device)
     source = open_source(o.data)
     resumed = None
