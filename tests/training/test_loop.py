@@ -147,6 +147,8 @@ def test_bad_options_are_refused(tmp_path):
         train(tiny_options(tmp_path / "nowhere" / "m.pt"), log=quiet)
     with pytest.raises(ValueError, match="--precision"):
         train(tiny_options(tmp_path / "m.pt", precision="fp16"), log=quiet)
+    with pytest.raises(ValueError, match="--full-size-loss"):
+        train(tiny_options(tmp_path / "m.pt", full_size_loss=1.5), log=quiet)
 
 
 def test_learning_rate_warms_up_then_decays():
@@ -156,8 +158,8 @@ def test_learning_rate_warms_up_then_decays():
     assert lrs[-1] == pytest.approx(0.05, abs=0.01)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_training_lowers_the_interactive_loss(precision):
+@pytest.mark.parametrize("precision, full_size", [("fp32", False), ("bf16", False), ("bf16", True)])
+def test_training_lowers_the_interactive_loss(precision, full_size):
     torch.manual_seed(0)
     model = build_sam(training_config("tiny")).train()
     cfg = model.config
@@ -168,7 +170,8 @@ def test_training_lowers_the_interactive_loss(precision):
     def loss_now():
         with _computing_in(torch.bfloat16 if precision == "bf16" else torch.float32, torch.device("cpu")):
             emb = model.image_encoder(x)[torch.from_numpy(image_index)]
-            return interactive_loss(model, emb, masks, low_res, 2, 0.5, np.random.default_rng(1))[0]
+            return interactive_loss(model, emb, masks, low_res, 2, 0.5, np.random.default_rng(1),
+                                    loss_at_input_size=full_size)[0]
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     with torch.no_grad():
@@ -222,3 +225,62 @@ def test_coverage_targets_are_area_fractions_of_each_mask_pixel():
     assert cover.shape == (4, 4)
     assert cover[0, 0] == 1.0 and cover[1, 1] == 0.5
     assert cover.sum() == pytest.approx(mask.sum() / 16)
+
+
+def _one_step_batch():
+    torch.manual_seed(0)
+    model = build_sam(training_config("tiny")).train()
+    cfg = model.config
+    pairs = [draw_prepared(GeneratedSource(), 5, 0, 0, cfg.image_size, 4 * cfg.embedding_size)]
+    image_index, masks, low_res = _select_objects(pairs, 3, np.random.default_rng(0))
+    with torch.no_grad():
+        emb = model.image_encoder(encoder_batch(pairs, model))[torch.from_numpy(image_index)]
+    return model, emb, masks, low_res
+
+
+@pytest.mark.parametrize("full_size", [False, True])
+def test_the_loss_compares_masks_at_the_size_asked_for(full_size, monkeypatch):
+    from napari_sam.training import loop
+
+    model, emb, masks, low_res = _one_step_batch()
+    seen = []
+
+    def recording_loss(logits, iou_pred, targets):
+        seen.append((tuple(logits.shape[-2:]), targets.cpu().numpy()))
+        return loop_sam_loss(logits, iou_pred, targets)
+
+    loop_sam_loss = loop.sam_loss
+    monkeypatch.setattr(loop, "sam_loss", recording_loss)
+    with torch.no_grad():
+        interactive_loss(model, emb, masks, low_res, 2, 0.0, np.random.default_rng(1), loss_at_input_size=full_size)
+    assert len(seen) == 2  # one per round
+    S, L = model.image_size, low_res.shape[-1]
+    for size, targets in seen:
+        if full_size:
+            # The very label masks, in some order, at the input size: no coverage fractions.
+            assert size == (S, S)
+            assert sorted(t.sum() for t in targets) == sorted(m.sum() for m in masks)
+            assert set(np.unique(targets)) <= {0.0, 1.0}
+        else:
+            assert size == (L, L)
+            assert np.allclose(sorted(t.sum() for t in targets), sorted(c.sum() for c in low_res))
+
+
+def test_the_last_share_of_steps_uses_the_full_size_loss(tmp_path, monkeypatch):
+    from napari_sam.training import loop
+
+    flags = []
+    real = loop.interactive_loss
+
+    def recording(*args, loss_at_input_size=False, **kw):
+        flags.append(loss_at_input_size)
+        return real(*args, loss_at_input_size=loss_at_input_size, **kw)
+
+    monkeypatch.setattr(loop, "interactive_loss", recording)
+    lines = []
+    train(tiny_options(tmp_path / "m.pt", steps=4, full_size_loss=0.5), log=lines.append)
+    assert flags == [False, False, True, True]
+    assert any("from step 3: the loss compares masks at the input size" in line for line in lines)
+    flags.clear()
+    train(tiny_options(tmp_path / "n.pt", steps=2, full_size_loss=0.0), log=quiet)
+    assert flags == [False, False]
