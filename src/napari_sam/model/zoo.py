@@ -229,7 +229,7 @@ for _info in (
         model_type="custom",
         package_file="models/demo_nuclei.pt",
         size=3_963_563,
-        hash="sha256:5596bf116adf0c2b1477774eeda8dd1cc1e544a82b56cef2ecd61ea08a7024f8",
+        hash="sha256:4728a235a75bb80116f1698acf41342a5e8c31754b7fa124025fd2fa94f24357",
         filename="demo_nuclei.pt",
         description=(
             "Demo model trained on generated nuclei only — for trying the plugin offline; "

@@ -11,9 +11,11 @@ nuclei under 300 pixels). Patch 8 (a 32 x 32 embedding, 128 x 128 masks) and
 a 128-wide decoder gave the best held-out IoU per CPU-second of training
 among the sizes we compared: trained for the same 27 CPU-minutes, mean IoU
 0.79 for a centre click and 0.83 for a box, against 0.76 / 0.79 with a
-64-wide decoder (benchmarks/bench_demo_model.py). A step costs about 1.4 s on
-a 2-core CPU in float32, 1.0-1.15 s in bf16 (AVX512-BF16); the shipped model
-had 3500 bf16 steps (68 minutes).
+64-wide decoder (benchmarks/bench_demo_model.py). A bf16 step on a 2-core
+AVX512-BF16 CPU costs about 1 s, 1.25 s with the loss at the input size
+(``--full-size-loss``). The shipped model had 3000 steps, the last 40 % with
+the full-size loss, then 300 more at a lower learning rate with it: 59 minutes
+in all (the commands are in the README).
 """
 
 from napari_sam.model.build import PRESETS, SamConfig, tiny_config
