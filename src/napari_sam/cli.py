@@ -47,7 +47,7 @@ def _add_train(subparsers) -> None:
     p.add_argument("--full-size-loss", type=float, default=0.0, metavar="FRACTION",
                    help="share of the last steps whose loss compares the masks upsampled to the input size, as the "
                         "annotator shows them, instead of at the decoder's 4x lower resolution: closer outlines of "
-                        "small objects, but about 20 %% more time per step for the demo size and 16x the mask "
+                        "small objects, but about 25 %% more time per step for the demo size and 16x the mask "
                         "memory at 1024 px (default 0)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
