@@ -297,7 +297,10 @@ def interactive_loss(model, embeddings, masks: np.ndarray, low_res: np.ndarray, 
             if r == rounds - 1:
                 last_iou = ious.mean().item()
             if r < rounds - 1:
-                seen = F.interpolate(shown_logits, (S, S), mode="bilinear", align_corners=False)[:, 0] > 0
+                if loss_at_input_size:  # upsampled for the loss already
+                    seen = logits[rows, shown] > 0
+                else:
+                    seen = F.interpolate(shown_logits, (S, S), mode="bilinear", align_corners=False)[:, 0] > 0
                 seen = seen.cpu().numpy()
                 clicks = [error_point(seen[j], masks[j], rng) for j in range(n)]
                 pts = np.concatenate([pts, np.stack([c[0] for c in clicks])[:, None]], axis=1)
