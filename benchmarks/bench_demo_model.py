@@ -101,6 +101,10 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="the predictor's precision (the annotator uses auto: bf16 on CPUs with native bf16)")
     args = parser.parse_args()
+    if args.images < 1:
+        parser.error(f"--images must be at least 1, got {args.images}")
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads)
 
     r = evaluate(args.model, args.images, precision=args.precision)
