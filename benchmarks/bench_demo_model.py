@@ -26,8 +26,8 @@ import time
 
 import numpy as np
 import torch
-from scipy import ndimage
 
+from napari_sam.geometry import interior_point, mask_box, mask_iou
 from napari_sam.model import SamPredictor, load_model
 from napari_sam.model.device import PRECISIONS
 from napari_sam.synthetic import iter_training_pairs
@@ -35,18 +35,6 @@ from napari_sam.synthetic import iter_training_pairs
 # Training draws its images from seeds derived from (run seed, step, slot);
 # a plain integer stream seed is never among them.
 HELD_OUT_SEED = 7_000_001
-
-
-def centre_click(mask: np.ndarray) -> np.ndarray:
-    """(x, y) of the pixel farthest from the nucleus's edge: where a person clicks."""
-    depth = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(np.argmax(depth), depth.shape)
-    return np.array([x, y], dtype=np.float64)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
 def evaluate(model_name: str, n_images: int, seed: int = HELD_OUT_SEED, min_area: int = 30, precision: str = "fp32") -> dict:
@@ -67,13 +55,13 @@ def evaluate(model_name: str, n_images: int, seed: int = HELD_OUT_SEED, min_area
             ys, xs = np.nonzero(mask)
             k = int(rng.integers(len(ys)))
             prompts = {
-                "centre": dict(point_coords=[centre_click(mask)], point_labels=[1]),
+                "centre": dict(point_coords=[interior_point(mask)], point_labels=[1]),
                 "random": dict(point_coords=[[xs[k], ys[k]]], point_labels=[1]),
-                "box": dict(box=[xs.min(), ys.min(), xs.max(), ys.max()]),
+                "box": dict(box=mask_box(mask)),
             }
             for kind, prompt in prompts.items():
                 masks, scores, _ = predictor.predict(**prompt, multimask_output=True)
-                ious = [iou(m, mask) for m in masks]
+                ious = [mask_iou(m, mask) for m in masks]
                 shown = int(np.argmax(scores))
                 results[kind].append(ious[shown])
                 shown_scores[kind].append(float(scores[shown]))

@@ -30,7 +30,8 @@ from napari_sam.model import SamPredictor, build_sam, load_model
 from napari_sam.model.embedding import ImageEmbedding
 from napari_sam.synthetic import make_nuclei_3d
 from napari_sam.volume import EmbeddingStore, StackEmbeddings, embed_stack
-from napari_sam.volume.propagate import SamSliceSegmenter, interior_point, propagate
+from napari_sam.geometry import interior_point
+from napari_sam.volume.propagate import SamSliceSegmenter, propagate
 
 
 def speed(model_type: str, slices: int, size: int, folder: Path) -> None:

@@ -157,15 +157,3 @@ def object_mask(labels, slice_index, object_id: int) -> np.ndarray:
     index = check_slice_index(labels, slice_index)
     oid = _check_id(object_id, labels)
     return np.asarray(labels[index]) == oid
-
-
-def mask_box(mask) -> np.ndarray:
-    """Bounding box (x0, y0, x1, y1) of a mask in pixel-edge coordinates, as SAM's boxes are."""
-    arr = np.asarray(mask, dtype=bool)
-    if arr.ndim != 2:
-        raise ValueError(f"mask must be 2D, got shape {arr.shape}")
-    rows = np.flatnonzero(arr.any(axis=1))
-    cols = np.flatnonzero(arr.any(axis=0))
-    if rows.size == 0:
-        raise ValueError("the mask is empty: it has no bounding box")
-    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float64)

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from napari_sam.training.prompts import BOX_MAX_NOISE, bounding_box, error_point, jittered_box, random_point_inside
+from napari_sam.geometry import mask_box
+from napari_sam.training.prompts import BOX_MAX_NOISE, error_point, jittered_box, random_point_inside
 
 
 def disk(shape, centre, radius):
@@ -64,7 +65,7 @@ def test_error_point_shapes_must_match():
 def test_box_jitter_is_bounded_by_20_pixels():
     mask = np.zeros((800, 800), bool)
     mask[200:600, 250:650] = True  # 400 px sides: 10 % noise would often exceed 20 px
-    true = bounding_box(mask)
+    true = mask_box(mask)
     rng = np.random.default_rng(0)
     shifts = np.array([jittered_box(mask, rng) - true for _ in range(500)])
     assert np.abs(shifts).max() <= BOX_MAX_NOISE + 1e-4
@@ -74,7 +75,7 @@ def test_box_jitter_is_bounded_by_20_pixels():
 def test_box_jitter_scales_with_the_box_side():
     mask = np.zeros((200, 200), bool)
     mask[80:120, 60:140] = True  # 80 wide, 40 high
-    true = bounding_box(mask)
+    true = mask_box(mask)
     rng = np.random.default_rng(2)
     shifts = np.array([jittered_box(mask, rng) - true for _ in range(2000)])
     std = shifts.std(axis=0)
@@ -88,4 +89,4 @@ def test_jittered_box_stays_in_the_image_and_ordered():
     rng = np.random.default_rng(3)
     for _ in range(200):
         x0, y0, x1, y1 = jittered_box(mask, rng, noise=2.0)
-        assert 0 <= x0 <= x1 <= 29 and 0 <= y0 <= y1 <= 29
+        assert 0 <= x0 <= x1 <= 30 and 0 <= y0 <= y1 <= 30  # pixel edges: the plane spans [0, 30]

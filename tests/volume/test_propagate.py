@@ -7,8 +7,6 @@ from napari_sam.volume import EmbeddingStore, StackEmbeddings
 from napari_sam.volume.propagate import (
     SamSliceSegmenter,
     annotations_from_labels,
-    interior_point,
-    mask_box,
     propagate,
     propagate_with_sam,
 )
@@ -172,16 +170,6 @@ def test_progress_and_cancel():
     cancelled = propagate(oracle, {0: truth[0]}, should_cancel=lambda: asked.append(1) or len(asked) > 4)
     assert cancelled.cancelled and len(oracle.calls) == 4
     assert cancelled.z_extent == (0, 4) and "cancelled" in {s.reason for s in cancelled.stops}
-
-
-def test_prompt_helpers():
-    mask = np.zeros((20, 30), bool)
-    mask[5:10, 2:28] = True
-    mask[5:18, 2:6] = True  # an L shape: its centroid would lie outside
-    x, y = interior_point(mask)
-    assert mask[int(y), int(x)]
-    np.testing.assert_array_equal(mask_box(mask), [2, 5, 28, 18])
-    np.testing.assert_allclose(mask_box(mask, 0.1), [0, 3.7, 30, 19.3])
 
 
 def test_bad_input():

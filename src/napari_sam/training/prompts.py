@@ -3,10 +3,13 @@
 A user first clicks inside an object or draws a box around it; then, looking
 at the result, clicks where the mask is wrong: a positive click on a part it
 missed, a negative click on a part it wrongly took. All coordinates are
-(x, y) pixel indices of the padded model input.
+(x, y) pixel indices of the padded model input; boxes are pixel-edge
+boxes of :mod:`napari_sam.geometry`.
 """
 
 import numpy as np
+
+from ..geometry import mask_box
 
 # Box corners are moved by Gaussian noise of 10 % of the box side, at most 20 px (SAM paper).
 BOX_NOISE = 0.1
@@ -29,14 +32,6 @@ def random_point_inside(mask, rng: np.random.Generator) -> np.ndarray:
     return np.array([xs[i], ys[i]], dtype=np.float32)
 
 
-def bounding_box(mask) -> np.ndarray:
-    """(x0, y0, x1, y1): the first and last pixel columns/rows of the object."""
-    ys, xs = np.nonzero(_check_mask(mask))
-    if len(ys) == 0:
-        raise ValueError("an empty mask has no bounding box")
-    return np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=np.float32)
-
-
 def jittered_box(mask, rng: np.random.Generator, noise: float = BOX_NOISE, max_noise: float = BOX_MAX_NOISE) -> np.ndarray:
     """The object's bounding box with each corner coordinate moved as a hurried user would draw it.
 
@@ -47,13 +42,13 @@ def jittered_box(mask, rng: np.random.Generator, noise: float = BOX_NOISE, max_n
     if noise < 0 or max_noise < 0:
         raise ValueError(f"noise and max_noise must be >= 0, got {noise} and {max_noise}")
     m = _check_mask(mask)
-    box = bounding_box(m)
-    side = np.array([box[2] - box[0] + 1, box[3] - box[1] + 1] * 2, dtype=np.float32)
+    box = mask_box(m).astype(np.float32)
+    side = np.array([box[2] - box[0], box[3] - box[1]] * 2, dtype=np.float32)
     shift = np.clip(rng.normal(0.0, 1.0, 4) * noise * side, -max_noise, max_noise)
     box = box + shift.astype(np.float32)
     h, w = m.shape
-    box[[0, 2]] = np.clip(box[[0, 2]], 0, w - 1)
-    box[[1, 3]] = np.clip(box[[1, 3]], 0, h - 1)
+    box[[0, 2]] = np.clip(box[[0, 2]], 0, w)
+    box[[1, 3]] = np.clip(box[[1, 3]], 0, h)
     # A large shift can swap corners of a thin object; keep (x0, y0) top-left.
     return np.array([min(box[0], box[2]), min(box[1], box[3]), max(box[0], box[2]), max(box[1], box[3])], np.float32)
 

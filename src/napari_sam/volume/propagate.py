@@ -43,7 +43,8 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-from scipy import ndimage
+
+from ..geometry import interior_point, mask_box, mask_iou
 
 PROMPT_PARTS = ("box", "point", "mask")
 DEFAULT_PROMPT = ("box", "point")
@@ -140,35 +141,6 @@ class PropagationResult:
 
 
 # ----------------------------------------------------------------------------- prompts
-def interior_point(mask: np.ndarray) -> tuple[float, float]:
-    """(x, y) of the pixel farthest from the mask's edge; inside the object even for curved shapes."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        raise ValueError("the mask is empty: it has no interior point")
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    # Crop (with a one-pixel frame, so the image border counts as an edge too) to keep it fast.
-    crop = np.pad(mask[r0:r1, c0:c1], 1)
-    dist = ndimage.distance_transform_edt(crop)
-    r, c = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    return float(c0 + c - 1), float(r0 + r - 1)
-
-
-def mask_box(mask: np.ndarray, margin: float = 0.0) -> np.ndarray:
-    """Box (x0, y0, x1, y1) around the mask's pixels, enlarged by ``margin`` of its size (at least 1 px)."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    if rows.size == 0:
-        raise ValueError("the mask is empty: it has no box")
-    x0, x1, y0, y1 = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
-    if margin > 0:
-        dx = max(1.0, margin * (x1 - x0))
-        dy = max(1.0, margin * (y1 - y0))
-        x0, x1, y0, y1 = x0 - dx, x1 + dx, y0 - dy, y1 + dy
-    H, W = mask.shape
-    return np.array([max(x0, 0), max(y0, 0), min(x1, W), min(y1, H)], dtype=np.float64)
-
-
 def prompt_from_mask(
     mask: np.ndarray, low_res: np.ndarray | None = None, use: Iterable[str] = DEFAULT_PROMPT, box_margin: float = 0.1
 ) -> SlicePrompt:
@@ -181,11 +153,6 @@ def prompt_from_mask(
         labels = np.ones(1, dtype=np.int64)
     mask_input = low_res if "mask" in use and low_res is not None else None
     return SlicePrompt(previous_mask=mask, box=box, points=points, point_labels=labels, mask_input=mask_input)
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.count_nonzero(a | b)
-    return float(np.count_nonzero(a & b) / union) if union else 1.0
 
 
 # ----------------------------------------------------------------------------- walking

@@ -35,6 +35,7 @@ from qtpy.QtWidgets import (
 from .. import commit as commit_mod
 from ..embedding_cache import EmbeddingCache, EmbeddingKey
 from ..fingerprint import array_fingerprint
+from ..geometry import mask_box
 from ..model.image import RULE_VERSION, stack_intensity_range
 from ..prompts import NEGATIVE, POSITIVE, Prompt, PromptBook
 from . import layers as L
@@ -801,7 +802,7 @@ class AnnotatorWidget(QWidget):
             self._set_status("Load a model first.")
             return
         self.clear()
-        self.book.start_edit(s, oid, mask_logits=self.engine.mask_prompt(mask), box=commit_mod.mask_box(mask))
+        self.book.start_edit(s, oid, mask_logits=self.engine.mask_prompt(mask), box=mask_box(mask))
         self._set_status(f"Editing object {oid}: add points to fix it, then commit (C) to replace it.")
         self._refresh_prompts(force=True)
 
