@@ -41,11 +41,14 @@ def modules_loaded_by(statement: str) -> list[str]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_engine_imports_no_gui_toolkit():
-    loaded = modules_loaded_by("import napari_sam.model")
-    assert "napari_sam.model" in loaded
+@pytest.mark.parametrize("package", ["napari_sam.model", "napari_sam.session", "napari_sam.volume", "napari_sam.training"])
+def test_engine_and_session_import_no_gui_toolkit(package):
+    # Everything between the engine and the docks is plain Python: scripts, tests and
+    # cluster nodes use it without a display.
+    loaded = modules_loaded_by(f"import {package}")
+    assert package in loaded
     gui = [name for name in loaded if is_gui_module(name)]
-    assert gui == [], f"importing napari_sam.model pulled in GUI modules: {gui}"
+    assert gui == [], f"importing {package} pulled in GUI modules: {gui}"
 
 
 def test_top_level_package_is_light():

@@ -18,6 +18,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     import napari
+    from qtpy.QtCore import QTimer
 
     from .sample_data import cells_2d, nuclei_stack
     from .widgets.annotator import AnnotatorWidget
@@ -30,6 +31,9 @@ def main(argv=None) -> None:
     widget.set_image(image)
     widget.load_model(args.model, device=args.device, precision=args.precision)
     viewer.layers.selection.active = widget.points
+    # The dock narrows the canvas after napari fitted the image to it: fit again once the
+    # window is laid out, or the sample opens cut off left and right.
+    QTimer.singleShot(0, viewer.reset_view)
     napari.run()
 
 

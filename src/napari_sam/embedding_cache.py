@@ -1,10 +1,11 @@
 """Slice embeddings kept in memory, so stepping back and forth through a stack is instant.
 
-An embedding is only valid for the exact pixels, model and preprocessing that
-made it. The cache key therefore holds all four parts of that identity: the
-image data's fingerprint, the slice (indices of the axes in front of the
-displayed plane), the model's weights id and the preprocessing rule. Looking
-up a key with any part changed is simply a miss, never a wrong embedding.
+An embedding is only valid for the exact pixels, model, preprocessing and
+precision that made it. The cache key therefore holds every part of that
+identity: the plane's fingerprint, the slice (indices of the axes in front of
+the displayed plane), the model's weights id, the preprocessing rule and the
+precision the encoder ran in. Looking up a key with any part changed is
+simply a miss, never a wrong embedding.
 
 The cache is bounded in megabytes, not in entries: a vit_b embedding of one
 slice is 4 MB, a tiny test model's a few kB. Least recently used entries go
@@ -26,13 +27,14 @@ DEFAULT_BUDGET_MB = 512.0
 class EmbeddingKey:
     """What makes two slice embeddings interchangeable."""
 
-    image: str  # napari_sam.fingerprint.array_fingerprint of the layer data (or of the slice)
+    image: str  # napari_sam.fingerprint.array_fingerprint of the plane's pixels
     slice_index: tuple[int, ...]  # indices of the leading axes; () for a 2D image
     model_id: str  # Sam.weights_id
     preprocessing: str  # how pixels became uint8 RGB (e.g. the stack's intensity range)
+    precision: str = "fp32"  # what the image encoder computed in: "fp32" or "bf16"
 
     def __post_init__(self):
-        for name in ("image", "model_id", "preprocessing"):
+        for name in ("image", "model_id", "preprocessing", "precision"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise TypeError(f"EmbeddingKey.{name} must be a non-empty string, got {getattr(self, name)!r}")
         try:

@@ -1,80 +1,15 @@
-"""Stand-ins for the SAM engine, so widget tests check UI logic quickly and exactly."""
+"""Fixtures of the widget tests: a stub engine factory, and docks that finish their work before napari closes."""
 
 import os
 import sys
-import threading
-import time
 
-import numpy as np
 import pytest
-import torch
-
-from napari_sam.model.embedding import ImageEmbedding
-
-# Predicted IoU of the stub's three candidates: the third is the best.
-STUB_IOU = (0.61, 0.72, 0.93)
-STUB_RADII = (3, 6, 10)
-
-
-class StubEngine:
-    """Embeds a plane as its mean value; decodes discs of three radii around the first prompt."""
-
-    name = "stub"
-
-    def __init__(self, model_id="stub-model", delay=0.0, gate=None, fail=None):
-        self.model_id = model_id
-        self.delay = delay
-        self.gate = gate
-        self.fail = fail
-        self.embed_calls = []  # plane means, in order
-        self.decode_calls = []  # (embedding tag, request)
-        self.lock = threading.Lock()
-
-    def embed(self, plane, intensity_range=None):
-        if self.gate is not None:
-            assert self.gate.wait(timeout=20), "test gate never opened"
-        if self.delay:
-            time.sleep(self.delay)
-        if self.fail is not None:
-            raise self.fail
-        tag = float(np.asarray(plane, dtype=float).mean())
-        with self.lock:
-            self.embed_calls.append(tag)
-        H, W = np.asarray(plane).shape[:2]
-        return ImageEmbedding(torch.full((1, 1, 1, 1), tag), (H, W), (H, W), self.model_id, f"stub:{intensity_range}")
-
-    def decode(self, embedding, request):
-        self.decode_calls.append((float(embedding.features.flatten()[0]), request))
-        H, W = embedding.original_size
-        if request.point_coords is not None:
-            cx, cy = request.point_coords[0]
-        elif request.box is not None:
-            x0, y0, x1, y1 = request.box
-            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        else:
-            cx, cy = W / 2, H / 2
-        yy, xx = np.mgrid[:H, :W]
-        d2 = (yy - cy) ** 2 + (xx - cx) ** 2
-        masks = np.stack([d2 <= r * r for r in STUB_RADII])
-        low = np.stack([np.full((8, 8), float(r), np.float32) for r in STUB_RADII])
-        return masks, np.array(STUB_IOU), low
-
-    def mask_prompt(self, mask):
-        return np.full((1, 8, 8), 5.0, np.float32)
-
+from fakes import StubFactory
 
 @pytest.fixture
 def stub_factory():
-    """An engine factory for AnnotatorWidget that hands out one shared StubEngine per model name."""
-    engines = {}
-
-    def factory(name, device, precision):
-        if name not in engines:
-            engines[name] = StubEngine(model_id=f"stub-{name}")
-        return engines[name]
-
-    factory.engines = engines
-    return factory
+    """An engine factory for the docks that hands out one shared StubEngine per model name."""
+    return StubFactory()
 
 
 def has_display() -> bool:
@@ -105,16 +40,22 @@ def _settle_annotators(request, monkeypatch):
     request.getfixturevalue("make_napari_viewer")
     qtbot = request.getfixturevalue("qtbot")
     from napari_sam.widgets.annotator import AnnotatorWidget
+    from napari_sam.widgets.volume import VolumeWidget
 
     made = []
-    original = AnnotatorWidget.__init__
+    for cls in (AnnotatorWidget, VolumeWidget):
+        original = cls.__init__
 
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        made.append(self)
+        def init(self, *args, __original=original, **kwargs):
+            __original(self, *args, **kwargs)
+            made.append(self)
 
-    monkeypatch.setattr(AnnotatorWidget, "__init__", init)
+        monkeypatch.setattr(cls, "__init__", init)
     yield
+    sessions = []
     for widget in made:
-        widget.shutdown()
         qtbot.waitUntil(widget.is_idle, timeout=20000)
+        sessions += [link.session for link in widget.hub.links()]
+        widget.shutdown()
+    for session in sessions:  # no background thread outlives its test
+        assert session.join(20), "a background job did not end"

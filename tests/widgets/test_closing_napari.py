@@ -27,12 +27,17 @@ import torch
 
 class SlowEngine:
     name = model_id = "slow"
+    precision = "fp32"
+    def prepare(self, embedding):
+        pass
     def embed(self, plane, intensity_range=None):
         print("embed started", flush=True)
         time.sleep(1.5)  # a CPU embedding takes seconds
         print("embed finished", flush=True)
         H, W = np.asarray(plane).shape[:2]
-        return ImageEmbedding(torch.zeros(1, 1, 1, 1), (H, W), (H, W), "slow", "stub")
+        from napari_sam.model.image import to_uint8_rgb
+        rule = to_uint8_rgb(plane, intensity_range).rule
+        return ImageEmbedding(torch.zeros(1, 1, 1, 1), (H, W), (H, W), "slow", rule)
     def decode(self, embedding, request):
         raise AssertionError("no prompt is placed in this test")
 
@@ -79,10 +84,12 @@ def run_then_close():  # the user waits until the neighbours are prefetched, the
     started = time.monotonic()
 
     def close_when_prefetched():
-        if (len(widget.cache) >= 3 and widget.is_idle()) or time.monotonic() - started > 60:
-            print(f"closing with {len(widget.cache)} slices embedded", flush=True)
+        memory = widget.hub.workspace.embeddings.memory
+        if (len(memory) >= 3 and widget.is_idle()) or time.monotonic() - started > 60:
+            session = widget.session
+            print(f"closing with {len(memory)} slices embedded", flush=True)
             viewer.close()
-            print(f"embedding started by closing: {widget.embedder.running is not None}", flush=True)
+            print(f"embedding started by closing: {not session.is_idle()}", flush=True)
         else:
             QTimer.singleShot(100, close_when_prefetched)
 
@@ -131,21 +138,30 @@ def test_closing_napari_during_a_stack_embedding(tmp_path):
         """
         from napari_sam.widgets import volume as V
 
-        real_embed_stack = V.embed_stack
+        from napari_sam.session import SessionStack
 
-        def embed_stack(*args, **kwargs):  # the real job, telling how it ended
-            result = real_embed_stack(*args, **kwargs)
+        real_embed_all = SessionStack.embed_all
+
+        def embed_all(self, *args, **kwargs):  # the real job, telling how it ended
+            result = real_embed_all(self, *args, **kwargs)
             print("stack job cancelled" if result.cancelled else "stack job completed", flush=True)
             return result
 
-        V.embed_stack = embed_stack
+        SessionStack.embed_all = embed_all
         stack = viewer.add_image(np.random.default_rng(1).random((300, 64, 64)).astype(np.float32), name="long stack")
         widget = V.VolumeWidget(viewer, confirm_clear=False)
         viewer.window.add_dock_widget(widget, name="SAM Volume")
         widget.image_combo.setCurrentText("long stack")
-        widget.model_combo.setCurrentText("demo")
-        QTimer.singleShot(100, widget.embed)
-        QTimer.singleShot(2500, viewer.close)  # 300 slices take far longer than that
+        widget.load_model("demo")
+
+        def embed_when_loaded():
+            if widget.session.engine is None:
+                QTimer.singleShot(100, embed_when_loaded)
+            else:
+                widget.embed()
+                QTimer.singleShot(2500, viewer.close)  # 300 slices take far longer than that
+
+        QTimer.singleShot(100, embed_when_loaded)
         """,
         tmp_path,
     )

@@ -5,7 +5,8 @@ import pytest
 
 from napari_sam.model.build import build_sam
 from napari_sam.widgets.annotator import AnnotatorWidget
-from napari_sam.widgets.engine import SamEngine
+from napari_sam.geometry import interior_point, mask_iou
+from napari_sam.session import SamEngine
 
 TIMEOUT_MS = 120000
 
@@ -16,13 +17,17 @@ def run_annotator(make_napari_viewer, qtbot, image, factory, **kwargs):
     w = AnnotatorWidget(viewer, engine_factory=factory, autoload=False)
     viewer.window.add_dock_widget(w)
     w.set_image(layer)
+    w.session.prefetch_enabled = False  # keep the test short
     w.load_model("test-model")
-    qtbot.waitUntil(
-        lambda: w.engine is not None and w._current_key is not None and w._current_key in w.cache, timeout=TIMEOUT_MS
-    )
-    w.embedder.cancel()  # no prefetch: keep the test short
-    qtbot.waitUntil(w.is_idle, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: w.session.embedding_ready and w.is_idle(), timeout=TIMEOUT_MS)
     return viewer, w
+
+
+def decoded(qtbot, w):
+    qtbot.wait(1)
+    qtbot.waitUntil(w.is_idle, timeout=TIMEOUT_MS)
+    qtbot.wait(1)
+    return w.current_candidates()
 
 
 def test_vit_t_full_size_gives_three_candidates_in_the_widget(make_napari_viewer, qtbot):
@@ -30,13 +35,13 @@ def test_vit_t_full_size_gives_three_candidates_in_the_widget(make_napari_viewer
     factory = lambda *args: SamEngine(model, device="cpu", precision="fp32")  # noqa: E731
     image = np.random.default_rng(0).integers(0, 4000, (3, 90, 120)).astype(np.uint16)
     viewer, w = run_annotator(make_napari_viewer, qtbot, image, factory)
-    emb = w.cache.get(w._current_key)
+    emb = w.session.embedding
     assert tuple(emb.features.shape) == (1, 256, 64, 64)
     assert emb.original_size == (90, 120)
     z = w.current_slice()[0]  # napari opens a stack on its middle slice
     w.points.add([z, 45, 60])
     w.points.add([z, 20, 20])
-    cands = w.current_candidates()
+    cands = decoded(qtbot, w)
     assert cands.masks.shape == (3, 90, 120) and cands.iou.shape == (3,)
     assert all("IoU" in layer.name for layer in w.candidates)
     change = w.commit()
@@ -46,9 +51,9 @@ def test_vit_t_full_size_gives_three_candidates_in_the_widget(make_napari_viewer
     w.labels.data[z, 30:60, 40:80] = 9
     w.labels.selected_label = 9
     w.edit_label()
-    cands = w.current_candidates()
+    cands = decoded(qtbot, w)
     assert cands is not None and cands.masks.shape == (3, 90, 120)
-    assert w.book.get((z,)).edit_id == 9
+    assert w.session.editing() == 9
 
 
 def _demo_available() -> bool:
@@ -59,8 +64,6 @@ def _demo_available() -> bool:
 
 @pytest.mark.skipif(not _demo_available(), reason="the demo model is not registered in the model zoo yet")
 def test_a_click_inside_a_generated_nucleus_gives_that_nucleus(make_napari_viewer, qtbot):
-    from scipy import ndimage
-
     from napari_sam.synthetic import make_nuclei_2d
 
     image, truth = make_nuclei_2d((256, 256), n_objects=12, seed=3, dtype=np.uint16)
@@ -70,12 +73,10 @@ def test_a_click_inside_a_generated_nucleus_gives_that_nucleus(make_napari_viewe
     ious = []
     for oid in ids[np.argsort(sizes)[::-1][:6]]:  # the six largest nuclei
         mask = truth == oid
-        depth = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-        y, x = np.unravel_index(np.argmax(depth), depth.shape)  # a click deep inside the nucleus
+        x, y = interior_point(mask)  # a click deep inside the nucleus
         w.points.add([y, x])
-        cands = w.current_candidates()
-        pred = cands.mask  # the candidate the widget selects by default
-        ious.append((pred & mask).sum() / (pred | mask).sum())
+        pred = decoded(qtbot, w).mask  # the candidate the widget selects by default
+        ious.append(mask_iou(pred, mask))
         before = w.labels.data.copy()
         change = w.commit()
         # The committed object is the selected candidate, minus pixels of objects committed before.

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -25,14 +25,13 @@ import numpy as np
 
 from ..fingerprint import array_fingerprint
 from ..model.embedding import ImageEmbedding
+from ..progress import CancelCheck, ProgressCallback
 from ..model.image import stack_intensity_range, to_uint8_rgb
 from .stack import check_stack
 from .store import CacheWriteError, EmbeddingStore, SliceKey, is_persistent_model_id
 
 logger = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int, int], None]  # (slices done, slices in total)
-CancelCheck = Callable[[], bool]
 
 
 class StackEmbeddings:

@@ -166,3 +166,13 @@ def place_on_slice(layer, image: Image, slice_index: tuple[int, ...]) -> None:
 
 def is_ours(layer) -> bool:
     return bool(_role(layer))
+
+
+def has_layer(viewer, role: str, image: Image) -> bool:
+    """Is there already a layer with ``role`` ("points", "labels" ...) for ``image`` in ``viewer``?"""
+    return any(_role(lyr).get("role") == role and _role(lyr).get("image") == image.name for lyr in viewer.layers)
+
+
+def image_layers(viewer) -> list[Image]:
+    """The image layers a user may annotate (not our own candidate layers)."""
+    return [lyr for lyr in viewer.layers if isinstance(lyr, Image) and not is_ours(lyr)]

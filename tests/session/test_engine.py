@@ -1,4 +1,4 @@
-"""The annotator's engine link (no Qt): embed, decode, mask prompt, loading a checkpoint file."""
+"""The session's engine (no Qt): embed, decode, mask prompt, loading a checkpoint file, the registry."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,8 @@ import torch
 
 from napari_sam.model.build import build_sam, tiny_config
 from napari_sam.prompts import Prompt, PromptBook
-from napari_sam.widgets.annotator import default_engine_factory
-from napari_sam.widgets.engine import SamEngine
+from napari_sam.session import Engine, EngineRegistry, EngineSpec, SamEngine
+from napari_sam.session.registry import load_sam_engine
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_a_local_checkpoint_file_loads_like_browse_does(tmp_path):
     model = build_sam(tiny_config())
     path = tmp_path / "my_sam.pth"
     torch.save(model.state_dict(), path)
-    engine = default_engine_factory(str(path), "cpu", "fp32")
+    engine = load_sam_engine(str(path), "cpu", "fp32")
     assert engine.model_id == engine.model.weights_id
     assert engine.embed(np.zeros((16, 16), np.uint8)).original_size == (16, 16)
 
@@ -87,3 +87,38 @@ def test_prepare_then_decode_gives_what_decoding_alone_gives():
     req = book.update((), Prompt.make([[30, 20], [10, 30]], [1, 0]))
     for got, want in zip(prepared.decode(emb, req), plain.decode(emb, req)):
         np.testing.assert_array_equal(got, want)
+
+
+def test_the_engine_offers_what_the_session_needs(engine):
+    assert isinstance(engine, Engine)
+    assert engine.precision == "fp32" and engine.device == "cpu"
+    twin = engine.new_predictor()
+    assert twin is not engine.encoder and twin.model is engine.model
+
+
+def test_the_registry_loads_a_model_once_for_everyone(tmp_path):
+    import threading
+
+    loads = []
+    gate = threading.Event()
+
+    def factory(name, device, precision):
+        loads.append(name)
+        gate.wait(5)
+        return object()
+
+    registry = EngineRegistry(factory=factory)
+    spec = EngineSpec("vit_b")
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(registry.get(spec))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    gate.set()
+    for t in threads:
+        t.join(5)
+    assert loads == ["vit_b"] and len(got) == 3 and got[0] is got[1] is got[2]
+    assert registry.loaded(spec) is got[0] and registry.loaded(EngineSpec("vit_b", precision="fp32")) is None
+    with pytest.raises(ValueError, match="precision"):
+        EngineSpec("vit_b", precision="int3")
+    with pytest.raises(ValueError, match="choose a model"):
+        EngineSpec("  ")

@@ -1,0 +1,44 @@
+"""The annotation session and what it stands on; plain Python, no Qt, no napari.
+
+* :mod:`.planes` - the image as planes, and its intensity rule;
+* :mod:`.embeddings` - where a plane becomes an embedding: memory -> disk -> encoder;
+* :mod:`.engine` - what a model offers (:class:`Engine`) and our SAM behind it;
+* :mod:`.registry` - each model loaded once per process;
+* :mod:`.workspace` - what every dock shares (models, embeddings);
+* :mod:`.session` - one image being annotated: slice shown, prompts, candidates, commits;
+* :mod:`.stack` - the slices along one axis, for "Embed stack" and propagation;
+* :mod:`.work` - background lanes whose results come home through ``post``.
+"""
+
+from .embeddings import COMPUTED, FROM_DISK, FROM_MEMORY, EmbeddingSource, Found, plane_and_key, slice_key
+from .engine import Engine, SamEngine
+from .planes import ImagePlanes
+from .registry import EngineRegistry, EngineSpec
+from .session import AnnotationSession, Status
+from .stack import SessionStack, StackReport
+from .work import Job, Lane, post_directly
+from .workspace import Workspace, shared_workspace
+
+__all__ = [
+    "COMPUTED",
+    "FROM_DISK",
+    "FROM_MEMORY",
+    "AnnotationSession",
+    "EmbeddingSource",
+    "Engine",
+    "EngineRegistry",
+    "EngineSpec",
+    "Found",
+    "ImagePlanes",
+    "Job",
+    "Lane",
+    "SamEngine",
+    "SessionStack",
+    "StackReport",
+    "Status",
+    "Workspace",
+    "plane_and_key",
+    "post_directly",
+    "shared_workspace",
+    "slice_key",
+]

@@ -1,0 +1,141 @@
+"""Where an image becomes an embedding: one lookup chain for every dock.
+
+memory (an LRU bounded in MB) -> the on-disk store -> the image encoder.
+
+What the encoder computes goes into memory and into the store, so a stack
+embedded with "Embed stack" or the ``embed`` command is what the annotator
+reads, and reopening napari tomorrow on the same stack embeds nothing again.
+An entry is found only under its full identity (:func:`slice_key`): the
+plane's pixels, the model's weights, the preprocessing rule and the precision.
+
+When the store cannot be written (folder read-only, disk full) the source
+goes on from memory and says so once (:attr:`EmbeddingSource.store_error`);
+nothing is lost but the time to compute the embedding again next session.
+
+Thread-safe; its slow methods (reading a plane, fingerprinting it, the disk,
+the encoder) are meant for background lanes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..embedding_cache import DEFAULT_BUDGET_MB, EmbeddingCache, EmbeddingKey
+from ..fingerprint import array_fingerprint
+from ..model.embedding import ImageEmbedding
+from ..model.image import to_uint8_rgb
+from ..volume.store import CacheWriteError, EmbeddingStore, SliceKey, is_persistent_model_id
+from .engine import Engine
+
+logger = logging.getLogger(__name__)
+
+#: Where an embedding came from, as the status line tells the user.
+FROM_MEMORY, FROM_DISK, COMPUTED = "memory", "disk", "computed"
+
+
+@dataclass(frozen=True)
+class Found:
+    embedding: ImageEmbedding
+    origin: str  # FROM_MEMORY, FROM_DISK or COMPUTED
+
+
+def slice_key(plane, slice_index, engine: Engine, intensity_range) -> EmbeddingKey:
+    """The identity of ``plane``'s embedding by ``engine`` under the image's intensity rule."""
+    rule = to_uint8_rgb(plane, intensity_range).rule
+    return EmbeddingKey(
+        image=array_fingerprint(plane),
+        slice_index=tuple(slice_index),
+        model_id=engine.model_id,
+        preprocessing=rule,
+        precision=engine.precision,
+    )
+
+
+def store_key(key: EmbeddingKey) -> SliceKey:
+    return SliceKey(key.image, key.model_id, key.preprocessing)
+
+
+class EmbeddingSource:
+    """Memory, then disk, then the encoder; shared by every session of a workspace."""
+
+    def __init__(self, memory: EmbeddingCache | None = None, store: EmbeddingStore | None = None) -> None:
+        self.memory = memory if memory is not None else EmbeddingCache(DEFAULT_BUDGET_MB)
+        self._store = store
+        self._lock = threading.Lock()
+        self.store_error: CacheWriteError | None = None
+        self.encoder_calls = 0  # embeddings computed through this source
+        self.disk_reads = 0  # embeddings found in the store
+
+    # ------------------------------------------------------------------ the store
+    @property
+    def store(self) -> EmbeddingStore | None:
+        return self._store
+
+    def use_store(self, store: EmbeddingStore | None) -> None:
+        """Read and write ``store`` from now on (None: memory only)."""
+        with self._lock:
+            self._store = store
+            self.store_error = None
+
+    # ------------------------------------------------------------------ lookups
+    def in_memory(self, key: EmbeddingKey) -> ImageEmbedding | None:
+        """Memory only: fast enough for the thread that draws napari."""
+        return self.memory.get(key)
+
+    def cached(self, key: EmbeddingKey, plane_shape=None, *, use_store: bool = True) -> Found | None:
+        """Memory, then disk; never the encoder. ``plane_shape`` (H, W) guards against a wrong entry."""
+        emb = self.memory.get(key)
+        if emb is not None:
+            return Found(emb, FROM_MEMORY)
+        store = self._store if use_store else None
+        if store is None or not is_persistent_model_id(key.model_id):
+            return None
+        emb = store.get(store_key(key))
+        if emb is None:
+            return None
+        if plane_shape is not None and tuple(emb.original_size) != tuple(plane_shape[:2]):
+            logger.warning("a stored embedding claims a %s plane for a %s one; computing it again",
+                           emb.original_size, tuple(plane_shape[:2]))
+            return None
+        with self._lock:
+            self.disk_reads += 1
+        self.memory.put(key, emb)
+        return Found(emb, FROM_DISK)
+
+    def get(self, key: EmbeddingKey, plane, engine: Engine, intensity_range, *, use_store: bool = True) -> Found:
+        """The embedding for ``key``: from memory or disk, else computed from ``plane`` and saved."""
+        found = self.cached(key, np.shape(plane)[:2], use_store=use_store)
+        if found is not None:
+            return found
+        emb = engine.embed(plane, intensity_range).to("cpu")
+        with self._lock:
+            self.encoder_calls += 1
+        if emb.preprocessing != key.preprocessing or emb.model_id != key.model_id:
+            # Cannot happen with napari_sam.model.image's rule; guards a future change of it.
+            raise RuntimeError(f"the encoder used rule {emb.preprocessing!r}, expected {key.preprocessing!r}")
+        self.memory.put(key, emb)
+        if use_store:
+            self._save(key, emb)
+        return Found(emb, COMPUTED)
+
+    def _save(self, key: EmbeddingKey, emb: ImageEmbedding) -> None:
+        store = self._store
+        if store is None or self.store_error is not None or not is_persistent_model_id(key.model_id):
+            return
+        try:
+            store.put(store_key(key), emb)
+        except CacheWriteError as err:
+            with self._lock:
+                if self.store_error is None:
+                    self.store_error = err
+                    logger.warning("%s; embeddings are kept in memory only", err)
+
+
+def plane_and_key(planes, slice_index, engine: Engine) -> tuple[np.ndarray, EmbeddingKey]:
+    """Read one plane of an :class:`~.planes.ImagePlanes` and the key of its embedding (background lanes)."""
+    plane = planes.read(slice_index)
+    return plane, slice_key(plane, slice_index, engine, planes.intensity_range())

@@ -1,0 +1,169 @@
+"""Background work for the session: lanes of jobs run off the caller's thread, results posted back.
+
+The session never runs the model on the thread that draws napari. Each kind
+of work has its own :class:`Lane`, one job at a time:
+
+* "embed": the image encoder (seconds per slice); the encoder already uses
+  every CPU core, so two embeddings at once would only slow both down;
+* "decode": prompt -> candidates (milliseconds); a newer prompt replaces one
+  still waiting, so a burst of edits decodes only the last state.
+
+A lane runs each job in a plain Python thread (``threading.Thread``, not a
+Qt thread pool: Python waits for it when the program ends, so closing napari
+mid-embedding cannot crash the process). What a job returns is handed to
+``post(callback, value)``: the caller decides where callbacks run. The napari
+docks post into Qt's main thread (``widgets/tasks.py``); tests post into a
+queue they drain themselves, which keeps them deterministic.
+
+No Qt and no napari here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Post = Callable[[Callable[[Any], None], Any], None]  # post(callback, value): run callback(value) "at home"
+
+
+def post_directly(callback: Callable[[Any], None], value: Any) -> None:
+    """A ``post`` that calls back at once, in the worker thread (scripts without an event loop)."""
+    callback(value)
+
+
+@dataclass
+class Job:
+    """``fn()`` to run in the background; ``done(value)`` or ``failed(error)`` run where ``post`` says."""
+
+    fn: Callable[[], Any]
+    done: Callable[[Any], None] | None = None
+    failed: Callable[[BaseException], None] | None = None
+    tag: Any = None  # what the job is for (a slice, a key): for cancelling and for status lines
+    user_waits: bool = True  # False for prefetching: nobody is waiting for it
+    cancelled: bool = field(default=False, compare=False)
+
+
+class Lane:
+    """Jobs of one kind, run one at a time in background threads, oldest first.
+
+    ``on_busy(busy)`` is posted whenever the lane starts or stops having work.
+    """
+
+    def __init__(self, name: str, post: Post, on_busy: Callable[[bool], None] | None = None) -> None:
+        self.name = name
+        self._post = post
+        self._on_busy = on_busy
+        self._lock = threading.Lock()
+        self._waiting: list[Job] = []
+        self._running: Job | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ state
+    @property
+    def running(self) -> Job | None:
+        return self._running
+
+    @property
+    def waiting(self) -> list[Job]:
+        with self._lock:
+            return list(self._waiting)
+
+    @property
+    def is_busy(self) -> bool:
+        with self._lock:
+            return self._running is not None or bool(self._waiting)
+
+    @property
+    def user_is_waiting(self) -> bool:
+        """A job someone asked for (not a prefetch) is running or waiting."""
+        with self._lock:
+            jobs = ([self._running] if self._running is not None else []) + self._waiting
+            return any(j.user_waits and not j.cancelled for j in jobs)
+
+    # ------------------------------------------------------------------ control
+    def submit(self, job: Job, *, replace_waiting: bool = False) -> Job:
+        """Queue ``job`` (after the ones waiting, or instead of them with ``replace_waiting``)."""
+        with self._lock:
+            if self._closed:
+                job.cancelled = True
+                return job
+            if replace_waiting:
+                for old in self._waiting:
+                    old.cancelled = True
+                self._waiting = []
+            self._waiting.append(job)
+            start = self._running is None
+        if start:
+            self._start_next()
+        return job
+
+    def cancel(self, predicate: Callable[[Job], bool] | None = None) -> int:
+        """Drop waiting jobs (those ``predicate`` picks, default all); the running one is told too.
+
+        A running encoder pass cannot be interrupted: it finishes, but its
+        ``done`` is not called. Returns how many jobs were cancelled.
+        """
+        with self._lock:
+            pick = predicate or (lambda job: True)
+            doomed = [j for j in self._waiting if pick(j)]
+            self._waiting = [j for j in self._waiting if not pick(j)]
+            if self._running is not None and pick(self._running):
+                doomed.append(self._running)
+        for job in doomed:
+            job.cancelled = True
+        return len(doomed)
+
+    def close(self) -> None:
+        """Start nothing more; a running job ends on its own and reports nothing."""
+        with self._lock:
+            self._closed = True
+        self.cancel()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the running job's thread; True when none runs."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    # ------------------------------------------------------------------ inside
+    def _start_next(self) -> None:
+        with self._lock:
+            if self._running is not None:
+                return
+            if not self._waiting or self._closed:
+                was_busy = self._thread is not None
+                self._thread = None
+                if was_busy and self._on_busy is not None:
+                    self._send(self._on_busy, False)
+                return
+            job = self._running = self._waiting.pop(0)
+            first = self._thread is None
+            self._thread = threading.Thread(target=self._run, args=(job,), name=f"napari-sam {self.name}", daemon=False)
+            thread = self._thread
+        if first and self._on_busy is not None:
+            self._send(self._on_busy, True)
+        thread.start()
+
+    def _run(self, job: Job) -> None:
+        try:
+            value = job.fn()
+        except Exception as err:  # reported through job.failed
+            if not job.cancelled and job.failed is not None:
+                self._send(job.failed, err)
+        else:
+            if not job.cancelled and job.done is not None:
+                self._send(job.done, value)
+        with self._lock:
+            self._running = None
+        self._start_next()
+
+    def _send(self, callback, value) -> None:
+        try:
+            self._post(callback, value)
+        except RuntimeError:  # the event loop that would run it is gone (napari closed)
+            pass

@@ -1,0 +1,62 @@
+"""Lanes of background jobs: order, replacement, cancelling, closing."""
+
+import threading
+
+from fakes import ManualLoop
+
+from napari_sam.session import Job, Lane
+
+
+def test_jobs_run_one_at_a_time_in_order():
+    loop, seen, active = ManualLoop(), [], []
+    lock = threading.Lock()
+
+    def work(i):
+        with lock:
+            active.append(i)
+            assert len(active) == 1  # never two at once
+        threading.Event().wait(0.01)
+        with lock:
+            active.remove(i)
+        return i
+
+    lane = Lane("t", loop)
+    for i in range(4):
+        lane.submit(Job(lambda i=i: work(i), done=seen.append))
+    loop.run_until(lambda: len(seen) == 4)
+    assert seen == [0, 1, 2, 3]
+
+
+def test_a_newer_job_replaces_the_waiting_ones_and_cancelled_jobs_report_nothing():
+    loop, seen = ManualLoop(), []
+    gate = threading.Event()
+    lane = Lane("t", loop)
+    lane.submit(Job(lambda: gate.wait(5) and "first", done=seen.append, user_waits=True))
+    lane.submit(Job(lambda: "second", done=seen.append))
+    lane.submit(Job(lambda: "third", done=seen.append, user_waits=False), replace_waiting=True)
+    assert [j.fn() for j in lane.waiting] == ["third"]
+    assert lane.user_is_waiting
+    assert lane.cancel(lambda job: job.user_waits) == 1  # the running one: it finishes, reports nothing
+    gate.set()
+    loop.run_until(lambda: not lane.is_busy)
+    loop.run_pending()
+    assert seen == ["third"] and not lane.user_is_waiting
+
+
+def test_a_closed_lane_starts_nothing():
+    loop, seen = ManualLoop(), []
+    lane = Lane("t", loop)
+    lane.close()
+    job = lane.submit(Job(lambda: 1, done=seen.append))
+    assert job.cancelled and not lane.is_busy
+    loop.run_pending(wait=0.05)
+    assert seen == []
+
+
+def test_a_post_that_fails_after_shutdown_is_swallowed():
+    def gone(callback, value):
+        raise RuntimeError("wrapped C/C++ object has been deleted")
+
+    lane = Lane("t", gone)
+    lane.submit(Job(lambda: 1, done=lambda v: None))
+    assert lane.join(5)
