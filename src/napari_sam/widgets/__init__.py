@@ -1,8 +1,8 @@
-"""napari side of the plugin: the "SAM Annotator" dock widget and its helpers."""
+"""napari side of the plugin: the dock widgets and their helpers.
 
-
-def make_annotator(napari_viewer):
-    """npe2 widget command: the dock widget for ``napari_viewer``."""
-    from .annotator import AnnotatorWidget
-
-    return AnnotatorWidget(napari_viewer)
+napari builds each dock from the class the manifest names (``napari.yaml``),
+e.g. ``napari_sam.widgets.annotator:AnnotatorWidget``, and hands it the viewer
+through the ``napari_viewer`` parameter of its ``__init__``: napari looks for
+that name in ``inspect.signature(cls.__init__)``. A plain function in its place
+gets no viewer from the Plugins menu, so every dock here is a class.
+"""
