@@ -13,7 +13,8 @@ refuses a file whose image data is cut short (a copy interrupted, a file
 written by another program that crashed) instead of returning part of it.
 
 napari calls :func:`write_labels_tiff` through the manifest's writer
-contribution (File > Save Selected Layers... with a ``.tif`` name) and
+contribution (File > Save Selected Layers... with a ``.tif`` name; npe2 picks
+it over napari's builtin writer for ``*.labels.tif`` names) and
 :func:`get_labels_reader` for files saved as ``*.labels.tif``.
 """
 
@@ -118,7 +119,7 @@ def read_labels_tiff(path) -> tuple[np.ndarray, dict]:
                 data = tif.asarray()
                 page = tif.pages[0]
                 meta = _our_description(page.description or "")
-                resolution = page.tags.get("XResolution"), page.tags.get("YResolution")
+                resolution = _pixel_size(page)
     except (tifffile.TiffFileError, zlib.error, struct.error, EOFError, ValueError) as err:
         problem = f"it is damaged or incomplete ({err})"
     if problem is not None:
@@ -132,11 +133,27 @@ def read_labels_tiff(path) -> tuple[np.ndarray, dict]:
                 f"{data.shape} but was saved with shape {tuple(expected)}); if it was being copied, copy it again"
             )
         attributes.update(_saved_attributes(meta, data.ndim, target))
-    elif all(r is not None for r in resolution) and data.ndim >= 2:
-        (xn, xd), (yn, yd) = resolution[0].value, resolution[1].value
-        if xn and yn:
-            attributes["scale"] = (1.0,) * (data.ndim - 2) + (yd / yn, xd / xn)
+    elif resolution is not None and data.ndim >= 2:
+        attributes["scale"] = (1.0,) * (data.ndim - 2) + resolution
     return data, attributes
+
+
+def _pixel_size(page) -> tuple[float, float] | None:
+    """(y, x) pixel size from the resolution tags, None where the file records none.
+
+    tifffile (and so napari's builtin writer) writes 1 pixel per unit with no
+    unit when it is given no resolution: that is no pixel size at all.
+    """
+    tags = page.tags
+    if "XResolution" not in tags or "YResolution" not in tags:
+        return None
+    (xn, xd), (yn, yd) = tags["XResolution"].value, tags["YResolution"].value
+    if not (xn and yn and xd and yd):
+        return None
+    unit = tags.get("ResolutionUnit")
+    if (xn, xd) == (yn, yd) and xn == xd and (unit is None or unit.value == tifffile.RESUNIT.NONE):
+        return None
+    return (yd / yn, xd / xn)
 
 
 def _our_description(description: str) -> dict | None:
@@ -190,4 +207,12 @@ def get_labels_reader(path):
 
 def _read_as_layer_data(path):
     data, attributes = read_labels_tiff(path)
+    if "scale" not in attributes:
+        # Typically saved by napari's builtin writer (File > Save Selected Layers
+        # with its "napari builtins" file type), which keeps the labels only.
+        warnings.warn(
+            f"labels file {path} records no voxel size (it was not saved by SAM Annotator); "
+            "it opens with a scale of 1 on every axis",
+            stacklevel=2,
+        )
     return [(data, attributes, "labels")]

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from qtpy.QtWidgets import QDockWidget, QWidget
 
-from napari_sam.writers import read_labels_tiff, write_labels_tiff
+from napari_sam.writers import LABELS_FILE_PATTERNS, read_labels_tiff, write_labels_tiff
 
 PLUGIN = "napari-sam-annotator"
 MANIFEST_FILE = Path(napari_sam.__file__).with_name("napari.yaml")
@@ -60,6 +60,10 @@ def example_name(pattern: str) -> str:
     return pattern.replace("*", "cells")
 
 
+def labels_tif_names() -> list[str]:
+    return [example_name(p) for p in LABELS_FILE_PATTERNS]
+
+
 @pytest.fixture(autouse=True)
 def _settle_annotators(request, monkeypatch):
     """Stands in for conftest's fixture of this name: docks napari builds are shut down cleanly.
@@ -67,8 +71,12 @@ def _settle_annotators(request, monkeypatch):
     conftest's version replaces ``AnnotatorWidget.__init__`` by a function
     whose signature has no ``napari_viewer``, so napari would not hand it a
     viewer; this one wraps ``__init__`` keeping its signature, for every dock
-    class of the manifest.
+    class of the manifest. It also keeps napari's settings of this test in
+    memory: the plugin sets a reader preference when it is first used.
     """
+    from napari import settings as napari_settings
+
+    monkeypatch.setattr(napari_settings, "_SETTINGS", napari_settings.NapariSettings(config_path=None))
     if "make_napari_viewer" not in request.fixturenames:
         yield []
         return
@@ -248,6 +256,10 @@ def test_reader_opens_through_viewer_open(make_napari_viewer, tmp_path, pattern)
     np.testing.assert_allclose(layer.translate, attrs["translate"])
 
 
+def test_reader_patterns_are_the_ones_the_code_claims():
+    assert sorted(p for r in READERS for p in r.filename_patterns) == sorted(LABELS_FILE_PATTERNS)
+
+
 def labels_layer():
     from napari.layers import Labels
 
@@ -270,3 +282,68 @@ def test_writer_saves_through_layer_save(make_napari_viewer, tmp_path, writer, e
     data, attrs = read_labels_tiff(path)
     np.testing.assert_array_equal(data, layer.data)
     assert attrs["scale"] == tuple(layer.scale) and attrs["translate"] == tuple(layer.translate)
+
+
+@pytest.mark.parametrize("name", labels_tif_names())
+def test_a_labels_tif_name_is_saved_by_our_writer_without_naming_the_plugin(make_napari_viewer, tmp_path, name):
+    make_napari_viewer()
+    layer = labels_layer()
+    (written,) = layer.save(str(tmp_path / name))
+    assert read_labels_tiff(written)[1]["scale"] == tuple(layer.scale)
+
+
+@pytest.mark.parametrize("name", labels_tif_names())
+def test_labels_tif_names_pick_our_writer_even_when_napari_found_its_builtins_first(name):
+    # The order in which napari finds plugins is the order of the installed
+    # packages on disk, not ours to choose; rebuild it with napari's builtins first.
+    from napari_builtins import __file__ as builtins_file
+
+    pm = npe2.PluginManager()
+    pm.register(npe2.PluginManifest.from_file(Path(builtins_file).with_name("builtins.yaml")))
+    pm.register(MANIFEST)
+    assert [w.command for w in pm.iter_compatible_writers(["labels"])][0].startswith("napari.")
+    writer, _ = pm.get_writer(name, layer_types=["labels"])
+    assert writer.command.startswith(PLUGIN + ".")
+
+
+def test_first_use_makes_napari_open_labels_tifs_with_our_reader(make_napari_viewer, tmp_path):
+    from napari.settings import get_settings
+
+    viewer = make_napari_viewer()
+    path, labels, attrs = saved_labels(tmp_path, labels_tif_names()[0])
+    pm = npe2.PluginManager.instance()
+    pm.deactivate(PLUGIN)  # as in a fresh napari session (an earlier test may have used the plugin)
+    assert not [p for p in LABELS_FILE_PATTERNS if p in get_settings().plugins.extension2reader]
+    viewer.open_sample(PLUGIN, SAMPLES[0].key)  # the first use of the plugin activates it
+    for pattern in LABELS_FILE_PATTERNS:
+        assert get_settings().plugins.extension2reader[pattern] == PLUGIN
+    # What File > Open and drag and drop do: no plugin named, the preference decides.
+    (layer,) = viewer.open(str(path), plugin=None)
+    np.testing.assert_allclose(layer.scale, attrs["scale"])
+
+
+def test_the_reader_preference_keeps_a_users_own_choice_and_says_what_it_set(monkeypatch):
+    import napari.utils.notifications as notifications
+    from napari.settings import get_settings
+
+    from napari_sam.widgets import prefer_labels_reader
+
+    told = []
+    monkeypatch.setattr(notifications, "show_info", told.append)
+    settings = get_settings()  # this test's own, in memory (see _settle_annotators)
+    settings.plugins.extension2reader = {"*.labels.tif": "napari", "*.tif": "napari"}
+    assert prefer_labels_reader() == ["*.labels.tiff"]
+    assert settings.plugins.extension2reader == {"*.labels.tif": "napari", "*.tif": "napari", "*.labels.tiff": PLUGIN}
+    assert len(told) == 1 and "*.labels.tiff" in told[0] and "Preferences" in told[0]
+    assert prefer_labels_reader() == [] and len(told) == 1  # set once, said once
+
+
+def test_activation_never_fails_the_plugin(monkeypatch):
+    import napari_sam.widgets as widgets
+
+    def broken(settings=None):
+        raise OSError("settings file is read-only")
+
+    monkeypatch.setattr(widgets, "prefer_labels_reader", broken)
+    with pytest.warns(UserWarning, match="read-only"):
+        widgets.on_activate(None)

@@ -209,3 +209,13 @@ def test_our_marker_with_damaged_fields_opens_with_a_warning_naming_the_file(tmp
     assert data.shape == (2, 5, 6)
     expected_scale = tuple(float(v) for v in fields["scale"]) if complaint.startswith("translate") else (1.0, 1.0, 1.0)
     assert attrs["scale"] == expected_scale and len(attrs["translate"]) == 3
+
+
+def test_a_labels_tif_without_voxel_size_opens_with_a_warning(tmp_path):
+    # What napari's builtin writer leaves: the labels, no scale anywhere.
+    path = tmp_path / "cells.labels.tif"
+    tifffile.imwrite(path, np.ones((3, 4, 5), np.uint32), photometric="minisblack")
+    with pytest.warns(UserWarning, match="no voxel size") as caught:
+        ((data, attrs, kind),) = get_labels_reader(str(path))(str(path))
+    assert str(path) in str(caught[0].message)
+    assert kind == "labels" and data.shape == (3, 4, 5) and "scale" not in attrs
