@@ -19,12 +19,12 @@ import sys
 import threading
 from pathlib import Path
 
-import napari_sam
 import npe2
 import numpy as np
 import pytest
 from qtpy.QtWidgets import QDockWidget, QWidget
 
+import napari_sam
 from napari_sam.writers import LABELS_FILE_PATTERNS, read_labels_tiff, write_labels_tiff
 
 PLUGIN = "napari-sam-annotator"
@@ -310,7 +310,7 @@ def test_first_use_makes_napari_open_labels_tifs_with_our_reader(make_napari_vie
     from napari.settings import get_settings
 
     viewer = make_napari_viewer()
-    path, labels, attrs = saved_labels(tmp_path, labels_tif_names()[0])
+    path, _, attrs = saved_labels(tmp_path, labels_tif_names()[0])
     pm = npe2.PluginManager.instance()
     pm.deactivate(PLUGIN)  # as in a fresh napari session (an earlier test may have used the plugin)
     assert not [p for p in LABELS_FILE_PATTERNS if p in get_settings().plugins.extension2reader]
