@@ -255,6 +255,9 @@ check_wheel() {
     (
         cd "$work"
         unset PYTHONPATH
+        # napari's settings of this throw-away environment stay in it (the plugin
+        # sets a reader preference when first used), not in the user's config folder.
+        export NAPARI_CONFIG="$work/napari-settings.yaml"
         "$py" - "$ROOT" <<'PY'
 import pathlib, sys
 
