@@ -6,6 +6,7 @@
 #   bash dev.sh demo [args...]          set up, then open napari with the annotator
 #                                       on a sample stack (needs a screen)
 #   bash dev.sh setup                   only set up (system packages + .venv)
+#   bash dev.sh wheel                   set up, then only the wheel check (below)
 #
 # What "set up" does, each step skipped when it is already done:
 #   1. On Debian/Ubuntu: installs Xvfb and the X11/OpenGL libraries Qt needs
@@ -29,6 +30,11 @@
 #   NAPARI_OLDEST  the oldest napari release the plugin supports (default 0.5.0).
 #               `test` also runs the widget tests against it, in a second
 #               environment ($VENV-napari-oldest); NAPARI_OLDEST=none skips that.
+#
+# A full `test` run (no pytest arguments) also builds the wheel, installs it into
+# a fresh environment (PyTorch from $TORCH_SPEC, the rest from PyPI) and runs
+# the installed plugin from outside the checkout: napari finds it and its
+# widgets, the demo model loads, the command line answers --help.
 #
 # The same script is the CI entry point (.ci/run runs `bash dev.sh test`).
 set -euo pipefail
@@ -60,7 +66,7 @@ say() { printf '[dev.sh %4ds] %s\n' "$SECONDS" "$*"; }
 die() { printf '[dev.sh] error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 deb_installed() {
@@ -214,6 +220,77 @@ run_pytest() {
     return "$rc"
 }
 
+# The installed package as a user gets it: a wheel built from this checkout's
+# files, in a fresh environment, run from outside the source tree. Catches what
+# an editable install hides: a module or data file (manifest, demo model) left
+# out of the wheel, an entry point that points nowhere.
+check_wheel() {
+    local started=$SECONDS work wheel
+    work="$(mktemp -d "${TMPDIR:-/tmp}/napari-sam-wheel.XXXXXX")"
+    # shellcheck disable=SC2064  # expand now: $work is local
+    trap "rm -rf '$work'" RETURN
+    say "Wheel check: building the wheel from this checkout's files, in $work"
+    mkdir "$work/src" "$work/dist"
+    # Only the files of the checkout (tracked or not yet added, never ignored),
+    # so that leftovers of earlier builds cannot slip into the wheel.
+    if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        local file
+        while IFS= read -r -d '' file; do
+            if [[ -e "$file" ]]; then  # a file deleted but not yet committed is listed too
+                cp --parents "$file" "$work/src/"
+            fi
+        done < <(git -C "$ROOT" ls-files -z --cached --others --exclude-standard)
+    else
+        cp -r pyproject.toml README.md LICENSE src "$work/src/"
+    fi
+    "$VENV/bin/python" -m pip wheel --progress-bar off --quiet --no-deps -w "$work/dist" "$work/src"
+    wheel="$(ls "$work"/dist/napari_sam_annotator-*.whl)"
+    say "Wheel check: installing $(basename "$wheel") into a fresh environment"
+    "$PYTHON" -m venv "$work/venv"
+    local py="$work/venv/bin/python" torch_args
+    read -r -a torch_args <<<"$TORCH_SPEC"
+    "$py" -m pip install --progress-bar off --quiet "${torch_args[@]}"
+    "$py" -m pip install --progress-bar off --quiet "$wheel[pyqt6]"
+    say "Wheel check: running the installed package from $work"
+    (
+        cd "$work"
+        unset PYTHONPATH
+        # napari's settings of this throw-away environment stay in it (the plugin
+        # sets a reader preference when first used), not in the user's config folder.
+        export NAPARI_CONFIG="$work/napari-settings.yaml"
+        "$py" - "$ROOT" <<'PY'
+import pathlib, sys
+
+import napari_sam
+
+source = pathlib.Path(sys.argv[1]).resolve()
+here = pathlib.Path(napari_sam.__file__).resolve()
+assert "site-packages" in here.parts and not here.is_relative_to(source), f"napari_sam comes from {here}"
+
+import npe2
+
+pm = npe2.PluginManager.instance()
+pm.discover()
+manifest = pm.get_manifest("napari-sam-annotator")
+widgets = [w.display_name for w in manifest.contributions.widgets]
+assert widgets, "the installed manifest lists no widgets"
+
+for widget in manifest.contributions.widgets:  # what napari's Plugins menu resolves
+    cls = widget.get_callable()
+    assert isinstance(cls, type), f"widget {widget.display_name!r} is {cls!r}, not a class"
+
+from napari_sam.model import load_model
+
+model = load_model("demo")
+print(f"installed napari-sam-annotator {napari_sam.__version__}: widgets {widgets}, "
+      f"demo model with {sum(p.numel() for p in model.parameters())} weights")
+PY
+        "$work/venv/bin/napari-sam-annotator" --help >/dev/null
+        "$work/venv/bin/napari-sam-annotator" train --help >/dev/null
+    )
+    say "Wheel check passed in $((SECONDS - started)) s."
+}
+
 run_tests() {
     setup "pyqt6,testing"
     command -v xvfb-run >/dev/null || die "xvfb-run not found: install Xvfb (Debian/Ubuntu package: xvfb)"
@@ -229,6 +306,10 @@ run_tests() {
         install_python_packages "pyqt6,testing"
         "$VENV/bin/python" -c 'import napari; print("napari", napari.__version__)'
         run_pytest tests/widgets || rc=$?
+    fi
+    # A full run also checks the package as a user installs it.
+    if [[ $rc -eq 0 && $# -eq 0 ]]; then
+        check_wheel || rc=$?
     fi
     exit "$rc"
 }
@@ -248,6 +329,7 @@ case "$cmd" in
     test) run_tests "$@" ;;
     demo) run_demo "$@" ;;
     setup) setup "pyqt6,testing"; say "Ready: activate with  . $VENV/bin/activate" ;;
+    wheel) setup "pyqt6,testing"; check_wheel ;;
     -h|--help|help) usage ;;
     *) usage >&2; exit 2 ;;
 esac

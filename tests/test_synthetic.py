@@ -6,13 +6,12 @@ from scipy import ndimage
 
 from napari_sam.synthetic import (
     SUPPORTED_DTYPES,
-    _paint_labels,
-    _shape_matrix,
     iter_training_pairs,
     make_cells_2d,
     make_nuclei_2d,
     make_nuclei_3d,
 )
+from napari_sam.synthetic.shapes import _paint_labels, _shape_matrix
 
 # Small 3D stacks keep the test run short; the defaults are exercised once below.
 SMALL_3D = (12, 96, 96)
