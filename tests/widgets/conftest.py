@@ -1,7 +1,9 @@
 """Fixtures of the widget tests: a stub engine factory, and docks that finish their work before napari closes."""
 
+import functools
 import os
 import sys
+import threading
 
 import pytest
 from fakes import StubFactory
@@ -30,32 +32,59 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def dock_classes() -> list[type]:
+    """The dock classes the manifest names (a dock added there is covered here the same day)."""
+    import importlib
+    from pathlib import Path
+
+    import npe2
+
+    import napari_sam
+
+    manifest = npe2.PluginManifest.from_file(Path(napari_sam.__file__).with_name("napari.yaml"))
+    names = {w.command for w in manifest.contributions.widgets or ()}
+    out = []
+    for command in manifest.contributions.commands:
+        if command.id in names:
+            module, _, attr = command.python_name.partition(":")
+            out.append(getattr(importlib.import_module(module), attr))
+    return out
+
+
 @pytest.fixture(autouse=True)
 def _settle_annotators(request, monkeypatch):
-    """Let every annotator finish its background work before napari closes its viewer."""
+    """Every SAM dock a test builds (itself or through napari) finishes its work before napari closes.
+
+    Yields the list of docks built. ``__init__`` is wrapped keeping its
+    signature: napari hands a dock its viewer only when ``napari_viewer`` is a
+    parameter it can see. napari's settings stay in memory for the test (the
+    plugin sets a reader preference the first time it is used).
+    """
+    from napari import settings as napari_settings
+
+    monkeypatch.setattr(napari_settings, "_SETTINGS", napari_settings.NapariSettings(config_path=None))
     if "make_napari_viewer" not in request.fixturenames:
-        yield
+        yield []
         return
     # Requested here so that this fixture's clean-up runs before the viewer is closed.
     request.getfixturevalue("make_napari_viewer")
     qtbot = request.getfixturevalue("qtbot")
-    from napari_sam.widgets.annotator import AnnotatorWidget
-    from napari_sam.widgets.volume import VolumeWidget
-
     made = []
-    for cls in (AnnotatorWidget, VolumeWidget):
+    for cls in dock_classes():
         original = cls.__init__
 
+        @functools.wraps(original)
         def init(self, *args, __original=original, **kwargs):
             __original(self, *args, **kwargs)
             made.append(self)
 
         monkeypatch.setattr(cls, "__init__", init)
-    yield
+    yield made
     sessions = []
     for widget in made:
-        qtbot.waitUntil(widget.is_idle, timeout=20000)
+        qtbot.waitUntil(widget.is_idle, timeout=30000)
         sessions += [link.session for link in widget.hub.links()]
-        widget.shutdown()
+        widget.shutdown()  # twice is harmless: a test may have closed it already
     for session in sessions:  # no background thread outlives its test
         assert session.join(20), "a background job did not end"
+    qtbot.waitUntil(lambda: not [t for t in threading.enumerate() if t.name.startswith("napari-sam")], timeout=30000)

@@ -10,13 +10,11 @@ the newest napari and, through dev.sh, the oldest supported one.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import inspect
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import npe2
@@ -43,7 +41,6 @@ MENU_ENTRIES = [
     for menu_id in [PLUGINS_MENU]
     + [mid for mid, items in (CONTRIB.menus or {}).items() if any(getattr(i, "command", None) == widget.command for i in items)]
 ]
-OUR_THREADS = "napari-sam"  # every background thread of ours is named so (widgets/tasks.py)
 
 
 def python_object(command_id: str):
@@ -62,44 +59,6 @@ def example_name(pattern: str) -> str:
 
 def labels_tif_names() -> list[str]:
     return [example_name(p) for p in LABELS_FILE_PATTERNS]
-
-
-@pytest.fixture(autouse=True)
-def _settle_annotators(request, monkeypatch):
-    """Stands in for conftest's fixture of this name: docks napari builds are shut down cleanly.
-
-    conftest's version replaces ``AnnotatorWidget.__init__`` by a function
-    whose signature has no ``napari_viewer``, so napari would not hand it a
-    viewer; this one wraps ``__init__`` keeping its signature, for every dock
-    class of the manifest. It also keeps napari's settings of this test in
-    memory: the plugin sets a reader preference when it is first used.
-    """
-    from napari import settings as napari_settings
-
-    monkeypatch.setattr(napari_settings, "_SETTINGS", napari_settings.NapariSettings(config_path=None))
-    if "make_napari_viewer" not in request.fixturenames:
-        yield []
-        return
-    request.getfixturevalue("make_napari_viewer")  # so that our clean-up runs before the viewer closes
-    qtbot = request.getfixturevalue("qtbot")
-    made: list[QWidget] = []
-    for cls in {widget_class(w) for w in WIDGETS}:
-        original = cls.__init__
-
-        @functools.wraps(original)
-        def init(self, *args, __original=original, **kwargs):
-            __original(self, *args, **kwargs)
-            made.append(self)
-
-        monkeypatch.setattr(cls, "__init__", init)
-    yield made
-    for widget in made:
-        if hasattr(widget, "shutdown"):
-            widget.shutdown()
-        if hasattr(widget, "is_idle"):
-            qtbot.waitUntil(widget.is_idle, timeout=30000)
-    # No thread of ours may outlive its dock (napari would hang on exit).
-    qtbot.waitUntil(lambda: not [t for t in threading.enumerate() if t.name.startswith(OUR_THREADS)], timeout=30000)
 
 
 @pytest.fixture
@@ -215,7 +174,7 @@ def test_annotator_opened_from_the_menu_loads_the_demo_model(make_napari_viewer,
     (annotator,) = _settle_annotators
     qtbot.waitUntil(lambda: annotator.engine is not None, timeout=60000)
     settle(qtbot, annotator)
-    assert annotator.engine is not None and annotator.model_combo.currentText() == "demo"
+    assert annotator.engine is not None and annotator.models.model_combo.currentText() == "demo"
     viewer.add_image(np.zeros((32, 32), np.uint8), name="cells")
     assert annotator.image_combo.findText("cells") >= 0
 

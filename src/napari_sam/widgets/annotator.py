@@ -176,9 +176,13 @@ class AnnotatorWidget(QWidget):
         self.status.show_status(s.status)
         self._show_sign(link.negative_mode)
         link._draw()
+        if s.engine is None and not s.loading and self.hub.workspace.engines.loaded(self.models.spec()) is not None:
+            self.models.load()  # the model this dock loaded before the image came
 
     def _autoload(self) -> None:
-        if self.session is not None and self.session.engine is None and not self.session.loading:
+        if self.session is None:
+            self.hub.preload(self.models.spec())  # ready when an image is added
+        elif self.session.engine is None and not self.session.loading:
             self.models.load()
 
     # ------------------------------------------------------------------ views of the session
@@ -206,7 +210,10 @@ class AnnotatorWidget(QWidget):
 
     @property
     def engine(self):
-        return self.session.engine if self.session is not None else None
+        """The model in use: the session's, or before any image the one this dock loaded."""
+        if self.session is not None:
+            return self.session.engine
+        return self.hub.workspace.engines.loaded(self.models.spec())
 
     points = property(lambda self: self.link.points if self.link else None)
     boxes = property(lambda self: self.link.boxes if self.link else None)

@@ -15,7 +15,7 @@ import weakref
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QCoreApplication
 
-from ..session import Workspace, shared_workspace
+from ..session import Job, Lane, Workspace, shared_workspace
 from .events import disconnect_quietly
 from .link import ImageLink
 from .tasks import MainThreadPost
@@ -43,6 +43,7 @@ class SessionHub:
         self.closed = False
         self._links: list[ImageLink] = []
         self._docks: list = []  # the docks using this hub; the last one to close closes it
+        self._preloading = Lane("model loading", self.post)
         self.active: ImageLink | None = None  # the image last chosen in a dock: viewer-wide keys act on it
         self._keys = {
             "c": lambda *_: self.active and self.active.commit(),
@@ -59,6 +60,12 @@ class SessionHub:
         app = QCoreApplication.instance()
         if app is not None:  # napari is quitting: start nothing new
             app.aboutToQuit.connect(self.close)
+
+    def preload(self, spec) -> None:
+        """Load a model before any image is chosen (a dock opened on an empty viewer), in the background."""
+        if self.workspace.engines.loaded(spec) is None and not self._preloading.is_busy:
+            self._preloading.submit(Job(lambda: self.workspace.engines.get(spec),
+                                        failed=lambda err: notify_user("error", f"Could not load model {spec.describe()}: {err}")))
 
     def attach(self, dock) -> None:
         if all(d is not dock for d in self._docks):
@@ -87,7 +94,7 @@ class SessionHub:
         return list(self._links)
 
     def is_idle(self) -> bool:
-        return all(link.session.is_idle() for link in self._links)
+        return not self._preloading.is_busy and all(link.session.is_idle() for link in self._links)
 
     def _on_layer_removed(self, event) -> None:
         layer = event.value
@@ -100,6 +107,7 @@ class SessionHub:
     def close(self) -> None:
         """napari closes: stop every session and unhook the viewer."""
         self.closed = True
+        self._preloading.close()
         for link in self._links:
             link.close()
         self._links = []
