@@ -6,6 +6,7 @@ from napari_sam.commit import (
     check_slice_index,
     next_label_id,
     object_mask,
+    plan_objects,
     plan_commit,
     undo_change,
 )
@@ -111,3 +112,30 @@ def test_object_mask():
     m = object_mask(labels, (1,), 5)
     assert m.sum() == 8 and not object_mask(labels, (0,), 5).any()
     assert m[2:4, 3:7].all()
+
+
+def test_many_objects_in_one_change_never_take_each_others_pixels():
+    labels = np.zeros((2, 10, 10), np.uint16)
+    labels[1, 0:2, 0:2] = 4  # an object the user made
+    a = square((10, 10), 0, 5, 0, 5)
+    b = square((10, 10), 3, 8, 3, 8)  # overlaps a
+    empty = np.zeros((10, 10), bool)
+    change = plan_objects(labels, [a, empty, b], (1,))
+    assert change.object_ids == (5, 6) and change.object_id == 5
+    apply_change(labels, change)
+    assert (labels[1, 0:2, 0:2] == 4).all()  # kept
+    assert (labels[1] == 5).sum() == 25 - 4 and (labels[1] == 6).sum() == 25 - 4  # b lost the shared pixels
+    assert not labels[0].any()
+    undo_change(labels, change)
+    assert labels[1].max() == 4 and (labels[1] == 4).sum() == 4
+    with pytest.raises(ValueError, match="no free object id"):
+        plan_objects(np.full((1, 4, 4), 255, np.uint8) * np.eye(4, dtype=np.uint8), [np.ones((4, 4), bool)], (0,))
+
+
+def test_overwrite_lets_new_objects_take_old_ones_but_not_each_other():
+    labels = np.zeros((6, 6), np.uint32)
+    labels[:3] = 2
+    change = plan_objects(labels, [np.ones((6, 6), bool), np.ones((6, 6), bool)], overwrite=True)
+    assert change.object_ids == (3,)  # the second mask had nothing left
+    apply_change(labels, change)
+    assert (labels == 3).all()

@@ -29,10 +29,11 @@ import numpy as np
 class LabelChange:
     """Pixels that a commit changes: ``labels[indices]`` goes from ``old`` to ``new``."""
 
-    object_id: int
+    object_id: int  # the object written (the first one for a change of many objects; 0 for none)
     indices: tuple[np.ndarray, ...]  # fancy indices into the full labels array
     old: np.ndarray
     new: np.ndarray
+    object_ids: tuple[int, ...] = ()  # every object the change writes
 
     @property
     def n_changed(self) -> int:
@@ -125,20 +126,62 @@ def plan_commit(
     if not mask.any() and not replace:
         raise ValueError("the mask is empty: there is nothing to commit")
 
-    target = np.zeros(plane.shape, dtype=labels.dtype)
-    target[...] = plane
+    target = plane.copy()
     if replace:
         target[plane == oid] = 0
-    writable = mask if overwrite else mask & ((plane == 0) | (plane == oid))
-    target[writable] = oid
+    target[paintable(plane, mask, oid, overwrite)] = oid
+    return _change(plane, target, index, (oid,))
 
+
+def paintable(existing: np.ndarray, mask: np.ndarray, object_id: int, overwrite: bool = False) -> np.ndarray:
+    """The pixels of ``mask`` that object ``object_id`` may take in ``existing`` labels.
+
+    The one keep-other-objects rule of the package: background and the
+    object's own pixels, never another object's, unless ``overwrite``.
+    """
+    return mask if overwrite else mask & ((existing == 0) | (existing == object_id))
+
+
+def plan_objects(labels, masks, slice_index=(), *, overwrite: bool = False) -> LabelChange:
+    """One change that writes many new objects into ``labels[slice_index]`` (accepting proposals).
+
+    ``masks`` are boolean planes; each becomes a new object with the next
+    free id, in order. An object takes only pixels that are background (or,
+    with ``overwrite``, those of objects that were there before): objects
+    of this change never take each other's pixels. Empty masks are skipped.
+    """
+    labels = _check_labels(labels)
+    index = check_slice_index(labels, slice_index)
+    plane = labels[index]
+    target = plane.copy()
+    claimed = np.zeros(plane.shape, dtype=bool)
+    next_id, ids = next_label_id(labels), []
+    top = np.iinfo(labels.dtype).max
+    for mask in masks:
+        mask = _check_mask(mask, plane.shape) & ~claimed
+        if not mask.any():
+            continue
+        if next_id > top:
+            raise ValueError(f"no free object id left in {labels.dtype} labels for {len(ids) + 1} more objects")
+        take = paintable(plane, mask, next_id, overwrite)
+        if not take.any():
+            continue
+        target[take] = next_id
+        claimed |= take
+        ids.append(next_id)
+        next_id += 1
+    return _change(plane, target, index, tuple(ids))
+
+
+def _change(plane: np.ndarray, target: np.ndarray, index, ids: tuple[int, ...]) -> LabelChange:
     rows, cols = np.nonzero(target != plane)
     lead = tuple(np.full(rows.shape, i, dtype=np.intp) for i in index)
     return LabelChange(
-        object_id=oid,
+        object_id=ids[0] if ids else 0,
         indices=(*lead, rows.astype(np.intp), cols.astype(np.intp)),
         old=plane[rows, cols].copy(),
         new=target[rows, cols],
+        object_ids=ids,
     )
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..commit import paintable
+
 
 def object_paint_indices(labels, mask, label: int, overwrite: bool = False) -> tuple[np.ndarray, ...]:
     """Coordinate arrays of the voxels of ``mask`` to set to ``label`` in ``labels`` (same shape).
@@ -30,8 +32,7 @@ def object_paint_indices(labels, mask, label: int, overwrite: bool = False) -> t
         raise ValueError(f"label must be a positive integer (0 is background), got {label!r}")
     if labels.dtype.kind in "ui" and label > np.iinfo(labels.dtype).max:
         raise ValueError(f"label {label} does not fit the labels' dtype {labels.dtype}")
-    paint = mask if overwrite else mask & ((labels == 0) | (labels == label))
-    return np.nonzero(paint)
+    return np.nonzero(paintable(labels, mask, int(label), overwrite))
 
 
 def to_image_indices(indices: tuple[np.ndarray, ...], stack_index: tuple) -> tuple[np.ndarray, ...]:
