@@ -459,3 +459,39 @@ def test_a_failing_prepare_does_not_stop_the_clicks(make_napari_viewer, qtbot):
     w.points.add([15, 20])
     assert settle(qtbot, w) is not None and w.current_candidates().count == 3
     wait_idle(qtbot, w)
+
+
+def test_removing_the_image_while_it_embeds_drops_the_work_and_keeps_the_labels(make_napari_viewer, qtbot):
+    gate = threading.Event()
+    engine = StubEngine(model_id="slow", gate=gate)
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((3, 30, 30), np.uint8), name="cells")
+    w = AnnotatorWidget(viewer, engine_factory=lambda *a: engine, autoload=False)
+    viewer.window.add_dock_widget(w)
+    w.set_image(image)
+    w.load_model("slow")
+    qtbot.waitUntil(lambda: w.session.embedding_wanted, timeout=TIMEOUT_MS)
+    session, labels = w.session, w.labels
+    labels.data[1, 2:5, 2:5] = 3
+    viewer.layers.remove(image)
+    assert session.closed and w.session is None and w.image_combo.count() == 0
+    gate.set()
+    assert session.join(10)
+    qtbot.wait(50)
+    assert not session.embedding_ready and "Add an image layer" in w.status.text()
+    assert labels in viewer.layers and (labels.data == 3).sum() == 9  # the user's labels stay
+
+
+def test_two_docks_on_one_image_share_one_session_and_model(make_napari_viewer, qtbot, stub_factory):
+    viewer, image, w = start(make_napari_viewer, qtbot, np.zeros((4, 30, 30), np.uint8), stub_factory)
+    w2 = AnnotatorWidget(viewer, engine_factory=None, autoload=False)
+    viewer.window.add_dock_widget(w2, name="SAM Annotator 2")
+    w2.set_image(image)
+    assert w2.session is w.session and w2.engine is w.engine and w2.points is w.points
+    assert stub_factory.loads == ["a"]  # loaded once
+    w.points.add([1, 10, 10])
+    assert settle(qtbot, w2) is not None and w2.candidate_buttons.button(2).text() == "3: 0.93"
+    w2.shutdown()  # one dock closing leaves the other working
+    assert not w.session.closed
+    w.points.add([1, 20, 20])
+    assert settle(qtbot, w) is not None
