@@ -150,7 +150,6 @@ class Scene:
         self.app = QApplication.instance()
         self.widget = AnnotatorWidget(self.viewer, engine_factory=lambda *a: self.engine, autoload=False)
         self.viewer.window.add_dock_widget(self.widget, name="SAM Annotator")
-        self.set_prefetch(False)
         pump(self.app, 2.0)  # napari's start-up: first paint, dock layout
         self.viewer.reset_view()
         self.drawn = Drawn(self.viewer)
@@ -159,9 +158,9 @@ class Scene:
 
     # --- what differs between versions of the widget is looked up here only
     def set_prefetch(self, on: bool) -> None:
-        session = getattr(self.widget, "session", None)
-        if session is not None:
-            session.prefetch_enabled = on
+        """Prefetching of neighbours on or off (once the widget has its image)."""
+        if hasattr(self.widget, "session"):
+            self.widget.session.prefetch_enabled = on
         else:
             self.widget.prefetch_enabled = on
 
@@ -269,6 +268,7 @@ def main(argv=None):
     pump(app, 0.2)
     mark = gaps.mark()
     widget.set_image(scene.image)
+    scene.set_prefetch(False)  # the slices are embedded one by one below; prefetching is scenario 5
     widget.load_model("bench")
     until(app, lambda: len(scene.engine.embed_times) >= 1 and widget.is_idle())
     pump(app, 0.5)

@@ -60,3 +60,17 @@ def test_a_post_that_fails_after_shutdown_is_swallowed():
     lane = Lane("t", gone)
     lane.submit(Job(lambda: 1, done=lambda v: None))
     assert lane.join(5)
+
+
+def test_decodes_go_inline_while_quick_and_probe_again_from_the_background():
+    from napari_sam.session.work import DecodeTimer
+
+    timer = DecodeTimer(quick_s=0.04, probe_every=3)
+    assert timer.inline()  # the first one measures
+    timer.estimate = 0.02
+    assert timer.inline()
+    timer.estimate = 0.3  # a slow machine
+    assert [timer.inline() for _ in range(6)] == [False, False, True, False, False, True]
+    timer.estimate = None
+    timer.timed(lambda: None)
+    assert timer.estimate is not None and timer.estimate < 0.04

@@ -31,7 +31,7 @@ from ..geometry import mask_box
 from ..prompts import Candidates, Prompt, PromptBook
 from .registry import EngineSpec
 from .slice_embeddings import SliceEmbeddings
-from .work import Job, Lane, Post, post_directly
+from .work import DecodeTimer, Job, Lane, Post, post_directly
 
 #: Prefetching waits this long without a click or a slice change: an encoder
 #: running beside the decoder would slow down the user's clicks.
@@ -74,6 +74,7 @@ class AnnotationSession:
         self._post = post
         self._embeddings = SliceEmbeddings(planes, workspace, post, self._embedded, self._embed_failed, self._activity)
         self._decode = Lane("decoding", post)
+        self.decode_timer = DecodeTimer()
         self._loader = Lane("model loading", post, on_busy=lambda _: self._activity())
         self._slice: tuple[int, ...] | None = None
         self._ready = None  # (slice, engine, embedding) of the slice shown, once at hand
@@ -277,12 +278,22 @@ class AnnotationSession:
                 self.say(f"{self.describe(s)}: waiting for its embedding …", "busy")
             return  # decoded when the embedding is ready (_on_ready)
         _, engine, embedding = self._ready
-        self._decode.submit(Job(
-            lambda: engine.decode(embedding, request),
-            done=lambda result: self._on_decoded(engine, request, result),
-            failed=lambda err: self._on_decode_failed(s, err),
-            tag=s,
-        ), replace_waiting=True)
+        if self._decode.is_busy or not self.decode_timer.inline():
+            self._decode.submit(Job(
+                lambda: engine.decode(embedding, request),
+                done=lambda result: self._on_decoded(engine, request, result),
+                failed=lambda err: self._on_decode_failed(s, err),
+                tag=s,
+            ), replace_waiting=True)
+            return
+        # Quick on this machine (see DecodeTimer): decoded here and now, so the click and its
+        # candidates are drawn together.
+        try:
+            result = self.decode_timer.timed(engine.decode, embedding, request)
+        except Exception as err:  # reported like a failure in the lane
+            self._on_decode_failed(s, err)
+            return
+        self._on_decoded(engine, request, result)
 
     def _on_decoded(self, engine, request, result) -> None:
         if self.closed or engine is not self.engine:
