@@ -7,7 +7,8 @@ from napari_sam.model.zoo import load_model
 from napari_sam.training import TrainingInterrupted, TrainOptions, train, training_config
 from napari_sam.training.checkpoints import KEEP_FLOAT32, partial_path
 from napari_sam.training.data import GeneratedSource, draw_prepared, encoder_batch
-from napari_sam.training.loop import _computing_in, _select_objects, interactive_loss, learning_rate
+from napari_sam.training.interactive import interactive_loss, select_objects
+from napari_sam.training.loop import _computing_in, learning_rate
 
 
 def tiny_options(out, **kw):
@@ -164,7 +165,7 @@ def test_training_lowers_the_interactive_loss(precision, full_size):
     model = build_sam(training_config("tiny")).train()
     cfg = model.config
     pairs = [draw_prepared(GeneratedSource(), 11, 0, b, cfg.image_size, 4 * cfg.embedding_size) for b in range(2)]
-    image_index, masks, low_res = _select_objects(pairs, 3, np.random.default_rng(0))
+    image_index, masks, low_res = select_objects(pairs, 3, np.random.default_rng(0))
     x = encoder_batch(pairs, model)
 
     def loss_now():
@@ -216,7 +217,7 @@ def test_a_failed_write_leaves_the_previous_file_intact(tmp_path, monkeypatch):
 
 
 def test_coverage_targets_are_area_fractions_of_each_mask_pixel():
-    from napari_sam.training.loop import object_coverage
+    from napari_sam.training.interactive import object_coverage
 
     mask = np.zeros((16, 16), bool)
     mask[0:4, 0:4] = True  # one whole low-res pixel
@@ -232,7 +233,7 @@ def _one_step_batch():
     model = build_sam(training_config("tiny")).train()
     cfg = model.config
     pairs = [draw_prepared(GeneratedSource(), 5, 0, 0, cfg.image_size, 4 * cfg.embedding_size)]
-    image_index, masks, low_res = _select_objects(pairs, 3, np.random.default_rng(0))
+    image_index, masks, low_res = select_objects(pairs, 3, np.random.default_rng(0))
     with torch.no_grad():
         emb = model.image_encoder(encoder_batch(pairs, model))[torch.from_numpy(image_index)]
     return model, emb, masks, low_res
@@ -240,7 +241,7 @@ def _one_step_batch():
 
 @pytest.mark.parametrize("full_size", [False, True])
 def test_the_loss_compares_masks_at_the_size_asked_for(full_size, monkeypatch):
-    from napari_sam.training import loop
+    from napari_sam.training import interactive as loop
 
     model, emb, masks, low_res = _one_step_batch()
     seen = []
