@@ -26,8 +26,8 @@ def _add_train(subparsers) -> None:
         description=(
             "Train SAM with simulated clicks and boxes. --data generated uses synthetic nuclei; a folder DIR "
             "must hold DIR/images/NAME.tif and DIR/labels/NAME.tif (integer labels, 0 = background). "
-            "An interrupted run is saved next to --out as OUT.partial and continued by running the same "
-            "command again."
+            "An interrupted run (Ctrl-C or SIGTERM) is saved next to --out as OUT.partial and continued by "
+            "running the same command again."
         ),
     )
     p.add_argument("--data", default="generated", help="'generated' or a folder with images/ and labels/ (default generated)")
@@ -81,7 +81,7 @@ def _run_train(args) -> int:
         train(options, log=lambda line: print(line, flush=True))
     except TrainingInterrupted as err:
         print(f"{PROG} train: {_one_line(err)}", file=sys.stderr)
-        return 130
+        return 128 + int(err.signal_number)  # 130 after Ctrl-C, 143 after SIGTERM
     except (ValueError, TypeError, OSError, CheckpointError, DownloadError) as err:
         print(f"{PROG} train: error: {_one_line(err)}", file=sys.stderr)
         return 2

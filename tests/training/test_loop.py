@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import read_only_folder
+
 from napari_sam.model.build import build_sam
 from napari_sam.model.zoo import load_model
 from napari_sam.training import TrainingInterrupted, TrainOptions, train, training_config
@@ -285,3 +287,39 @@ def test_the_last_share_of_steps_uses_the_full_size_loss(tmp_path, monkeypatch):
     flags.clear()
     train(tiny_options(tmp_path / "n.pt", steps=2, full_size_loss=0.0), log=quiet)
     assert flags == [False, False]
+
+
+def test_unwritable_output_folder_is_refused_before_the_first_step(tmp_path, monkeypatch):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    read_only_folder(monkeypatch, folder)
+    lines = []
+    with pytest.raises(ValueError) as info:
+        train(tiny_options(folder / "m.pt", steps=2), log=lines.append)
+    message = str(info.value)
+    assert str(folder) in message and "read-only" in message and ".tmp" not in message
+    assert not [line for line in lines if line.startswith("step ")]  # refused before training, not after
+
+
+def test_a_model_that_cannot_be_written_at_the_end_is_kept_as_the_unfinished_run(tmp_path, monkeypatch):
+    from napari_sam.training import checkpoints
+
+    out = tmp_path / "m.pt"
+    real = checkpoints.save_atomic
+
+    def disk_full_for_the_model(obj, path):
+        if path == out:
+            raise OSError(28, "No space left on device")
+        return real(obj, path)
+
+    monkeypatch.setattr(checkpoints, "save_atomic", disk_full_for_the_model)
+    with pytest.raises(OSError) as info:
+        train(tiny_options(out, steps=2), log=quiet)
+    assert str(out) in str(info.value) and "run the same command again" in str(info.value)
+    partial = partial_path(out)
+    assert torch.load(partial, weights_only=True)["step"] == 2
+    monkeypatch.undo()
+    lines = []
+    train(tiny_options(out, steps=2), log=lines.append)  # writes the model without training again
+    assert out.is_file() and not partial.exists()
+    assert not [line for line in lines if line.startswith("step ")]

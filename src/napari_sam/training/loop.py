@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,15 +29,17 @@ from .data import draw_prepared, encoder_batch, open_source
 from .initial import describe_config, initial_model, same_architecture
 from .interactive import interactive_loss, select_objects
 from .memory import keep_freed_memory
+from .stopping import Terminated, stop_requests_held, stop_requests_interrupt
 
 
 class TrainingInterrupted(Exception):
-    """Training stopped early (Ctrl+C); the state to resume from was saved."""
+    """Training stopped early (Ctrl-C or SIGTERM); the state to resume from was saved."""
 
-    def __init__(self, message: str, step: int, partial: Path):
+    def __init__(self, message: str, step: int, partial: Path, signal_number: int = signal.SIGINT):
         super().__init__(message)
         self.step = step
         self.partial = partial
+        self.signal_number = signal_number  # SIGINT (Ctrl-C) or SIGTERM
 
 
 @dataclass
@@ -152,6 +155,7 @@ def train(options: TrainOptions, log=print) -> TrainResult:
         raise ValueError(f"--out {out}: the folder {out.parent} does not exist")
     if out.exists() and not o.overwrite:
         raise ValueError(f"{out} exists already; pass --overwrite to replace it or choose another --out")
+    checkpoints.check_writable_folder(out.parent)
     partial = checkpoints.partial_path(out)
     if o.resume and not partial.exists():
         raise ValueError(f"--resume: there is no unfinished run to continue ({partial} does not exist)")
@@ -184,6 +188,8 @@ def train(options: TrainOptions, log=print) -> TrainResult:
             # matrix is saved with the weights, so inference uses the very same code.
             with torch.no_grad():
                 model.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix.mul_(o.position_scale)
+    # Room for the resumable state, checked now rather than when the first save fails.
+    checkpoints.check_writable_folder(out.parent, needed_bytes=checkpoints.run_bytes(model))
     model.to(device).train()
 
     optimizer = torch.optim.AdamW(_param_groups(model, o.weight_decay), lr=o.lr, betas=(0.9, 0.999))
@@ -194,7 +200,7 @@ def train(options: TrainOptions, log=print) -> TrainResult:
         start = int(resumed["step"])
         torch.set_rng_state(resumed["torch_rng"])
         rng.bit_generator.state = resumed["numpy_rng"]
-        if start >= o.steps:
+        if start > o.steps:
             raise ValueError(
                 f"the unfinished run {partial} is at step {start} already; ask for more --steps or pass --restart"
             )
@@ -203,17 +209,48 @@ def train(options: TrainOptions, log=print) -> TrainResult:
         f"training {describe_config(cfg)} from {origin} on {source.description}, device {device}"
         + (", computing in bf16" if compute_dtype == torch.bfloat16 else "")
     )
-
-    run_options = {"data": str(o.data), "seed": o.seed, "batch_size": o.batch_size, "steps": o.steps}
-    low_res_size = model.prompt_encoder.mask_input_size[0]
-    done = start  # steps whose update is in the weights
-    full_size_from = o.steps - round(o.steps * o.full_size_loss)
-    t0 = time.perf_counter()
-    loss_avg = miou_avg = miou1_avg = None
+    run = _Run(o, model, optimizer, cfg, rng, partial, start)
     try:
-        for step in range(start, o.steps):
+        with stop_requests_interrupt():
+            run.steps(source, compute_dtype, device, log)
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM through stop_requests_interrupt
+        with stop_requests_held():
+            run.save_state()
+        how = "stopped by SIGTERM" if isinstance(err, Terminated) else "interrupted"
+        raise TrainingInterrupted(
+            f"{how} after step {run.done}; the run was saved to {partial}: run the same command again to continue",
+            run.done,
+            partial,
+            signal_number=getattr(err, "signal_number", signal.SIGINT),
+        ) from None
+    return run.write_model(out, log)
+
+
+class _Run:
+    """The state of one training run between steps, and how it is saved."""
+
+    def __init__(self, o: TrainOptions, model, optimizer, cfg: SamConfig, rng, partial: Path, start: int):
+        self.o, self.model, self.optimizer, self.cfg, self.rng = o, model, optimizer, cfg, rng
+        self.partial, self.start = partial, start
+        self.done = start  # steps whose update is in the weights
+        self.loss_avg = self.miou_avg = self.miou1_avg = None
+        self.t0 = time.perf_counter()
+
+    def save_state(self) -> None:
+        o = self.o
+        run_options = {"data": str(o.data), "seed": o.seed, "batch_size": o.batch_size, "steps": o.steps}
+        checkpoints.save_training_state(
+            self.partial, model=self.model, optimizer=self.optimizer, step=self.done, config=self.cfg,
+            options=run_options, numpy_rng=self.rng,
+        )
+
+    def steps(self, source, compute_dtype: torch.dtype, device: torch.device, log) -> None:
+        o, model, cfg, rng, optimizer = self.o, self.model, self.cfg, self.rng, self.optimizer
+        low_res_size = model.prompt_encoder.mask_input_size[0]
+        full_size_from = o.steps - round(o.steps * o.full_size_loss)
+        for step in range(self.start, o.steps):
             lr = learning_rate(step, o.steps, o.lr, o.warmup_fraction)
-            if step == full_size_from or (step == start and step > full_size_from):
+            if step == full_size_from or (step == self.start and step > full_size_from):
                 log(f"from step {step + 1}: the loss compares masks at the input size ({cfg.image_size} px)")
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -232,43 +269,47 @@ def train(options: TrainOptions, log=print) -> TrainResult:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            done = step + 1
-            smooth = 0.9 if loss_avg is not None else 0.0
-            loss_avg = smooth * (loss_avg or 0.0) + (1 - smooth) * value
-            miou_avg = smooth * (miou_avg or 0.0) + (1 - smooth) * miou
-            miou1_avg = smooth * (miou1_avg or 0.0) + (1 - smooth) * miou1
+            self.done = done = step + 1
+            smooth = 0.9 if self.loss_avg is not None else 0.0
+            self.loss_avg = smooth * (self.loss_avg or 0.0) + (1 - smooth) * value
+            self.miou_avg = smooth * (self.miou_avg or 0.0) + (1 - smooth) * miou
+            self.miou1_avg = smooth * (self.miou1_avg or 0.0) + (1 - smooth) * miou1
             if done % o.log_every == 0 or done == o.steps:
-                rate = (done - start) / (time.perf_counter() - t0)
+                rate = (done - self.start) / (time.perf_counter() - self.t0)
                 log(
-                    f"step {done}/{o.steps}  loss {loss_avg:.4f}  mIoU {miou1_avg:.3f} first prompt, "
-                    f"{miou_avg:.3f} after {o.rounds} round(s)  lr {lr:.2e}  {rate:.2f} it/s  "
+                    f"step {done}/{o.steps}  loss {self.loss_avg:.4f}  mIoU {self.miou1_avg:.3f} first prompt, "
+                    f"{self.miou_avg:.3f} after {o.rounds} round(s)  lr {lr:.2e}  {rate:.2f} it/s  "
                     f"ETA {_format_eta((o.steps - done) / rate)}"
                 )
             if done % o.save_every == 0 and done < o.steps:
-                checkpoints.save_training_state(
-                    partial, model=model, optimizer=optimizer, step=done, config=cfg, options=run_options, numpy_rng=rng
-                )
-    except KeyboardInterrupt:
-        checkpoints.save_training_state(
-            partial, model=model, optimizer=optimizer, step=done, config=cfg, options=run_options, numpy_rng=rng
-        )
-        raise TrainingInterrupted(
-            f"interrupted after step {done}; the run was saved to {partial}: run the same command again to continue",
-            done,
-            partial,
-        ) from None
+                self.save_state()
 
-    model.eval()
-    weights = checkpoints.model_weights(model, half=o.half)
-    # The file must describe its own architecture: load_model infers it from the weights.
-    if not same_architecture(config_from_state_dict(weights), cfg):
-        raise ValueError(f"internal error: the weights of {describe_config(cfg)} do not describe that architecture")
-    if out.exists() and not o.overwrite:  # appeared while we trained
-        raise ValueError(f"{out} appeared during training; the run is kept in {partial}, pass --overwrite")
-    checkpoints.save_atomic(weights, out)
-    if partial.exists():
-        partial.unlink()
-    seconds = time.perf_counter() - t0
-    log(f"saved {out} after {o.steps} steps ({_format_eta(seconds)} this session)")
-    return TrainResult(out, cfg, o.steps, seconds, loss_avg if loss_avg is not None else float("nan"),
-                       miou_avg if miou_avg is not None else float("nan"))
+    def write_model(self, out: Path, log) -> TrainResult:
+        o, model, cfg = self.o, self.model, self.cfg
+        model.eval()
+        weights = checkpoints.model_weights(model, half=o.half)
+        # The file must describe its own architecture: load_model infers it from the weights.
+        if not same_architecture(config_from_state_dict(weights), cfg):
+            raise ValueError(f"internal error: the weights of {describe_config(cfg)} do not describe that architecture")
+        if out.exists() and not o.overwrite:  # appeared while we trained
+            self.save_state()
+            raise ValueError(f"{out} appeared during training; the run is kept in {self.partial}, pass --overwrite")
+        try:
+            checkpoints.save_atomic(weights, out)
+        except OSError as err:
+            # Keep the finished run: the same command then only writes the model.
+            try:
+                self.save_state()
+            except OSError:
+                raise err from None
+            raise OSError(
+                err.errno, f"{err}; the trained run is kept in {self.partial}: make room (or fix the folder) and run "
+                "the same command again to write the model"
+            ) from None
+        if self.partial.exists():
+            self.partial.unlink()
+        seconds = time.perf_counter() - self.t0
+        log(f"saved {out} after {o.steps} steps ({_format_eta(seconds)} this session)")
+        nan = float("nan")
+        return TrainResult(out, cfg, o.steps, seconds, self.loss_avg if self.loss_avg is not None else nan,
+                           self.miou_avg if self.miou_avg is not None else nan)
