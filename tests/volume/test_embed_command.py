@@ -78,3 +78,16 @@ def test_unknown_model_and_unwritable_cache(tmp_path, checkpoint):
     (tmp_path / "blocker").write_text("x")
     code, text = embed([tif, "--model", checkpoint, "--cache", tmp_path / "blocker" / "c", "--device", "cpu"])
     assert code == 1 and "cannot create the embedding cache folder" in text
+
+
+def test_a_two_channel_stack_needs_a_channel(tmp_path, checkpoint):
+    zyxc = np.random.default_rng(0).integers(0, 4000, (2, 64, 64, 2), dtype=np.uint16)
+    path = tmp_path / "two_channels.npy"
+    np.save(path, zyxc)
+    code, text = embed([path, "--model", checkpoint, "--cache", tmp_path / "c", "--device", "cpu"])
+    assert code == 2 and "error:" in text and "--channel" in text and "computed" not in text
+    code, text = embed([path, "--model", checkpoint, "--cache", tmp_path / "c", "--device", "cpu", "--channel", "1"])
+    assert code == 0, text
+    assert "2 computed" in text
+    code, text = embed([path, "--model", checkpoint, "--cache", tmp_path / "c", "--channel", "2"])
+    assert code == 2 and "--channel 2" in text and "0 to 1" in text

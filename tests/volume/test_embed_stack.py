@@ -156,3 +156,15 @@ def test_stack_through_a_4d_image():
         stack_through(tzyx, (5, 0, 0, 0))
     with pytest.raises(ValueError, match="single plane"):
         stack_through(tzyx[0, 0], (0, 0))
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 2), (5, 48, 4), (3, 128, 1)])
+def test_a_trailing_channel_axis_is_not_taken_for_image_columns(predictor, shape):
+    # (z, y, x, c) of a 2-channel stack used to become z*y "slices" of x by c pixels.
+    with pytest.raises(ValueError, match=r"looks like .*channels.*rgb=True.*stack\[\.\.\., 0\]"):
+        embed_stack(predictor, np.zeros(shape, np.uint16))
+
+
+def test_narrow_planes_that_are_not_channels_are_kept(predictor):
+    assert StackEmbeddings(predictor, np.zeros((3, 20, 6), np.uint16)).slice_shape == (20, 6)
+    assert StackEmbeddings(predictor, np.zeros((3, 12, 4), np.uint16)).slice_shape == (12, 4)
