@@ -134,3 +134,31 @@ def test_sigterm_saves_the_run_and_the_same_command_resumes(tmp_path):
     assert again.returncode == 0, again.stderr
     assert f"resuming {partial} at step {step} of 60" in again.stdout
     assert out.is_file() and not partial.exists()
+
+
+def test_an_unexpected_error_is_one_line_unless_debug(tmp_path, capsys, monkeypatch):
+    from napari_sam.training import loop
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the loss went somewhere odd")
+
+    monkeypatch.setattr(loop, "interactive_loss", broken)
+    argv = ["train", "--out", str(tmp_path / "m.pt"), *TINY]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "RuntimeError: the loss went somewhere odd" in lines[0] and "--debug" in lines[0]
+    with pytest.raises(RuntimeError, match="somewhere odd"):
+        main([*argv, "--debug"])
+
+
+def test_running_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
+    from napari_sam.training import loop
+
+    def hungry(*args, **kwargs):
+        raise MemoryError("the batch needs 40 GB")
+
+    monkeypatch.setattr(loop, "interactive_loss", hungry)
+    line = run_failing(capsys, ["--out", str(tmp_path / "m.pt"), *TINY])
+    assert "memory" in line and "40 GB" in line

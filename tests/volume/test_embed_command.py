@@ -91,3 +91,39 @@ def test_a_two_channel_stack_needs_a_channel(tmp_path, checkpoint):
     assert "2 computed" in text
     code, text = embed([path, "--model", checkpoint, "--cache", tmp_path / "c", "--channel", "2"])
     assert code == 2 and "--channel 2" in text and "0 to 1" in text
+
+
+@pytest.mark.parametrize("error", [ValueError("the image is odd"), MemoryError("no room"), OSError(5, "I/O error")])
+def test_a_failing_slice_ends_in_one_line(tmp_path, checkpoint, monkeypatch, error):
+    from napari_sam.model.predictor import SamPredictor
+
+    def failing(self, image, intensity_range=None):
+        raise error
+
+    monkeypatch.setattr(SamPredictor, "set_image", failing)
+    path = tmp_path / "s.npy"
+    np.save(path, np.zeros((2, 32, 32), np.uint16))
+    code, text = embed([path, "--model", checkpoint, "--cache", tmp_path / "c", "--device", "cpu"])
+    lines = [line for line in text.splitlines() if line.startswith("error:")]
+    assert code != 0 and "Traceback" not in text
+    assert len(lines) == 1 and "slice 0" in lines[0] and str(error.args[-1]) in lines[0]
+
+
+def test_an_unexpected_error_is_one_line_unless_debug(tmp_path, checkpoint, monkeypatch, capsys):
+    from napari_sam.cli import main
+    from napari_sam.model.predictor import SamPredictor
+
+    def broken(self, image, intensity_range=None):
+        raise RuntimeError("something nobody expected")
+
+    monkeypatch.setattr(SamPredictor, "set_image", broken)
+    path = tmp_path / "s.npy"
+    np.save(path, np.zeros((2, 32, 32), np.uint16))
+    argv = ["embed", str(path), "--model", str(checkpoint), "--cache", str(tmp_path / "c"), "--device", "cpu"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err
+    assert "RuntimeError: something nobody expected" in last and "--debug" in last
+    with pytest.raises(RuntimeError, match="nobody expected"):
+        main([*argv, "--debug"])

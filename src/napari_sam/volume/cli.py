@@ -81,20 +81,24 @@ def run_embed(args: argparse.Namespace, out=None) -> int:
         limit = DEFAULT_MAX_BYTES if args.cache_limit_gb is None else _gigabytes(args.cache_limit_gb)
         store = EmbeddingStore(args.cache, max_bytes=limit)
     except (ValueError, TypeError, OSError) as err:
-        say(f"error: {err}")
+        say(f"error: {_one_line(err)}")
         return EXIT_BAD_INPUT
 
     try:
         model = load_model(args.model, device=args.device)
         predictor = SamPredictor(model, precision=args.precision)
     except (ValueError, TypeError, CheckpointError, DownloadError) as err:
-        say(f"error: {err}")
+        say(f"error: {_one_line(err)}")
         return EXIT_BAD_INPUT
+    except (OSError, MemoryError) as err:
+        say(f"error: cannot load the model {args.model}: {_one_line(err) or type(err).__name__}")
+        return EXIT_FAILED
 
     total = sum(len(s) for _, s in stacks)
     say(f"embedding {total} slices of {args.stack} with {model.model_name} on {predictor.device} into {store.folder}")
     computed = loaded = 0
     start = time.perf_counter()
+    where = ""
     try:
         for where, stack in stacks:
             embeddings = StackEmbeddings(predictor, stack, store, rgb=args.rgb, cache_errors="raise", keep_in_memory=False)
@@ -107,8 +111,15 @@ def run_embed(args: argparse.Namespace, out=None) -> int:
     except KeyboardInterrupt:
         say(f"interrupted after {computed + loaded} of {total} slices; they are saved: run again to resume")
         return EXIT_INTERRUPTED
+    except (ValueError, TypeError) as err:
+        say(f"error: {where}{_one_line(err)}")
+        return EXIT_BAD_INPUT
     except CacheWriteError as err:
-        say(f"error: {err}")
+        say(f"error: {_one_line(err)}")
+        return EXIT_FAILED
+    except (OSError, MemoryError) as err:
+        what = "out of memory" if isinstance(err, MemoryError) else "cannot read the stack"
+        say(f"error: {where}{what}: {_one_line(err) or type(err).__name__}")
         return EXIT_FAILED
     seconds = time.perf_counter() - start
     say(
@@ -180,6 +191,10 @@ def _stacks_of(image, axis, rgb, check_stack, stack_through):
         stack, _ = stack_through(image, position, axis=axis, rgb=rgb)
         label = ", ".join(f"axis {a} = {i}" for a, i in zip(others, combo))
         yield f"({label}) ", check_stack(stack, rgb=rgb)
+
+
+def _one_line(message) -> str:
+    return " ".join(str(message).split())
 
 
 def _gigabytes(value: float) -> int:

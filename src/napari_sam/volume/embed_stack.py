@@ -161,8 +161,11 @@ class StackEmbeddings:
     def compute(self, index: int) -> ImageEmbedding:
         """Run the image encoder on slice ``index`` (even if stored) and save the result."""
         index = self._check_index(index)
-        with keep_current_image(self.predictor):
-            emb = self.predictor.set_image(self.slice_image(index), intensity_range=self.intensity_range)
+        try:
+            with keep_current_image(self.predictor):
+                emb = self.predictor.set_image(self.slice_image(index), intensity_range=self.intensity_range)
+        except (ValueError, TypeError, OSError, MemoryError) as err:
+            raise _naming_slice(err, index) from err
         emb = emb.to("cpu")
         self.computed += 1
         key = self.key(index)
@@ -184,6 +187,17 @@ class StackEmbeddings:
                 raise
             self._store_failed = err
             warnings.warn(f"{err}; embeddings of this stack are kept in memory only", RuntimeWarning, stacklevel=3)
+
+
+def _naming_slice(err: BaseException, index: int) -> BaseException:
+    """The same kind of error, its message starting with the slice it happened on."""
+    message = f"slice {index}: {err}"
+    try:
+        if isinstance(err, OSError) and err.errno is not None:
+            return type(err)(err.errno, f"slice {index}: {err.strerror}")
+        return type(err)(message)
+    except TypeError:  # an exception class with another constructor
+        return RuntimeError(message)
 
 
 @contextmanager
