@@ -284,6 +284,14 @@ def test_set_embedding_with_wrong_feature_shape_is_refused(predictor, model):
         predictor.set_embedding(wrong_grid)
 
 
+def test_set_embedding_with_sizes_that_do_not_fit_together_is_refused(predictor, model):
+    # An image of 956 x 856 is resized to 128 x 115 by this model, not to the 96 x 128 kept for 48 x 64.
+    emb = predictor.embedding
+    wrong = ImageEmbedding(emb.features, (956, 856), emb.input_size, model.weights_id, emb.preprocessing)
+    with pytest.raises(ValueError, match=r"956 x 856.*96 x 128"):
+        predictor.set_embedding(wrong)
+
+
 def test_set_embedding_needs_an_image_embedding(predictor):
     with pytest.raises(TypeError, match="ImageEmbedding"):
         predictor.set_embedding(predictor.get_image_embedding())

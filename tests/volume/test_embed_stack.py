@@ -168,3 +168,18 @@ def test_a_trailing_channel_axis_is_not_taken_for_image_columns(predictor, shape
 def test_narrow_planes_that_are_not_channels_are_kept(predictor):
     assert StackEmbeddings(predictor, np.zeros((3, 20, 6), np.uint16)).slice_shape == (20, 6)
     assert StackEmbeddings(predictor, np.zeros((3, 12, 4), np.uint16)).slice_shape == (12, 4)
+
+
+def test_a_stored_entry_of_the_wrong_size_is_computed_again(tmp_path, predictor, stack):
+    from napari_sam.model.embedding import ImageEmbedding
+
+    store = EmbeddingStore(tmp_path)
+    sl = StackEmbeddings(predictor, stack, store)
+    good = sl.compute(0)
+    wrong = ImageEmbedding(good.features, (good.original_size[0] + 8, good.original_size[1]), good.input_size,
+                           good.model_id, good.preprocessing)
+    store.put(sl.key(0), wrong)  # a consistent entry under slice 0's name, for a plane of another size
+    again = StackEmbeddings(predictor, stack, store)
+    assert not again.is_available(0)
+    assert again.get(0).original_size == tuple(stack.shape[1:])
+    assert again.computed == 1

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .device import pick_device, pick_precision
 from .embedding import ImageEmbedding
-from .image import encoder_input, resize_longest_side, to_uint8_rgb
+from .image import encoder_input, resize_longest_side, resized_shape, to_uint8_rgb
 
 
 class SamPredictor:
@@ -93,6 +93,14 @@ class SamPredictor:
         expected = (self.model.prompt_encoder.embed_dim, *self.model.prompt_encoder.image_embedding_size)
         if tuple(embedding.features.shape[1:]) != expected:
             raise ValueError(f"embedding features have shape {tuple(embedding.features.shape)}, expected (1, {expected})")
+        (H, W), (h, w) = embedding.original_size, embedding.input_size
+        if (h, w) != resized_shape(H, W, self.model.image_size):
+            # Prompts and masks would be placed with the wrong scale.
+            raise ValueError(
+                f"the embedding says an image of {H} x {W} pixels was resized to {h} x {w}, but this model resizes "
+                f"it to {' x '.join(map(str, resized_shape(H, W, self.model.image_size)))}: the embedding is "
+                "damaged or not from this image; embed the image again"
+            )
         self._prepared = self._decoder_inputs = None
         self._embedding = embedding.to(self.device, torch.float32)
 

@@ -132,7 +132,7 @@ class StackEmbeddings:
             return emb
         if self.store is None:
             return None
-        emb = self.store.get(self.key(index))
+        emb = self.store.get(self.key(index), original_size=self.slice_shape)
         if emb is not None:
             self.loaded += 1
             if self.keep_in_memory:
@@ -144,7 +144,7 @@ class StackEmbeddings:
         index = self._check_index(index)
         if index in self._memory:
             return True
-        return self.store is not None and self.store.contains(self.key(index))
+        return self.store is not None and self.store.contains(self.key(index), original_size=self.slice_shape)
 
     def missing(self, indices: Iterable[int] | None = None) -> list[int]:
         """The slices (of ``indices``, default all) that would have to be computed."""
