@@ -360,6 +360,8 @@ def test_smallest_accepted_image():
         ((3, 1000), 1024, (3, 1024)),  # 3.072 -> 3
         ((60, 80), 128, (96, 128)),
         ((333, 1000), 1024, (341, 1024)),  # 340.99 -> 341
+        ((2, 5000), 1024, (1, 1024)),  # 0.41 would round to 0 rows: kept at 1
+        ((5000, 2), 1024, (1024, 1)),
     ],
 )
 def test_resized_shape_rounds_as_sam(hw, side, expected):
@@ -385,6 +387,13 @@ def test_resize_longest_side_keeps_uint8_and_sets_size(hw):
     assert out.dtype == np.uint8
     assert out.shape == (*resized_shape(*hw, 128), 3)
     assert max(out.shape[:2]) == 128
+
+
+@pytest.mark.parametrize("hw", [(2, 5000), (4000, 2), (2, 2049)])
+def test_thin_strips_are_resized_to_at_least_one_pixel(hw):
+    rgb = np.random.default_rng(4).integers(0, 256, size=(*hw, 3), dtype=np.uint8)
+    out = resize_longest_side(rgb, 1024)
+    assert out.shape == (*resized_shape(*hw, 1024), 3) and min(out.shape[:2]) == 1
 
 
 def test_resize_keeps_a_flat_colour():

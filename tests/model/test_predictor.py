@@ -284,6 +284,20 @@ def test_set_embedding_with_wrong_feature_shape_is_refused(predictor, model):
         predictor.set_embedding(wrong_grid)
 
 
+@pytest.mark.parametrize("hw", [(2, 5000), (3000, 2)])
+def test_thin_strips_give_masks_of_their_own_shape(model, hw):
+    # The short side would be resized to 0 pixels (Pillow: "height and width must be > 0").
+    p = SamPredictor(model, device="cpu", precision="fp32")
+    strip = np.random.default_rng(0).integers(0, 4000, hw, dtype=np.uint16)
+    emb = p.set_image(strip)
+    assert min(emb.input_size) == 1
+    H, W = hw
+    masks, scores, low = p.predict(point_coords=[[W // 2, H // 2]], point_labels=[1])
+    assert masks.shape == (3, H, W) and masks.dtype == bool and np.isfinite(scores).all()
+    masks, _, _ = p.predict(box=[0, 0, W, H], multimask_output=False)
+    assert masks.shape == (1, H, W)
+
+
 def test_set_embedding_with_sizes_that_do_not_fit_together_is_refused(predictor, model):
     # An image of 956 x 856 is resized to 128 x 115 by this model, not to the 96 x 128 kept for 48 x 64.
     emb = predictor.embedding

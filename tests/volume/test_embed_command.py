@@ -93,6 +93,22 @@ def test_a_two_channel_stack_needs_a_channel(tmp_path, checkpoint):
     assert code == 2 and "--channel 2" in text and "0 to 1" in text
 
 
+@pytest.mark.parametrize(
+    "stack",
+    [
+        np.full((2, 64, 64), 2**64 - 1, np.uint64),  # constant, huge values: ZeroDivisionError in the image rule
+        np.random.default_rng(0).integers(0, 4000, (3, 2, 5000), dtype=np.uint16),  # thin strips: Pillow's error
+    ],
+    ids=["constant-uint64", "thin-strips"],
+)
+def test_odd_but_valid_stacks_are_embedded(tmp_path, checkpoint, stack):
+    path = tmp_path / "odd.npy"
+    np.save(path, stack)
+    code, text = embed([path, "--model", checkpoint, "--cache", tmp_path / "c", "--device", "cpu", "--quiet"])
+    assert code == 0, text
+    assert f"done: {len(stack)} slices" in text  # (two identical slices share one entry)
+
+
 @pytest.mark.parametrize("error", [ValueError("the image is odd"), MemoryError("no room"), OSError(5, "I/O error")])
 def test_a_failing_slice_ends_in_one_line(tmp_path, checkpoint, monkeypatch, error):
     from napari_sam.model.predictor import SamPredictor

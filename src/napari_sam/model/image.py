@@ -200,9 +200,14 @@ def _scaled_float64(block: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def resized_shape(height: int, width: int, long_side: int) -> tuple[int, int]:
-    """(h, w) after scaling the longest side to ``long_side`` (rounded as SAM does)."""
+    """(h, w) after scaling the longest side to ``long_side`` (rounded as SAM does, but at least 1 pixel).
+
+    A strip more than 2048 times as long as it is wide (2 x 5000 at 1024)
+    would round to 0 pixels across; it keeps 1, and its masks are resized
+    back to its own shape like any other image's.
+    """
     scale = long_side / max(height, width)
-    return int(height * scale + 0.5), int(width * scale + 0.5)
+    return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
 
 
 def resize_longest_side(rgb: np.ndarray, long_side: int) -> np.ndarray:
