@@ -77,23 +77,40 @@ def check_image(image) -> np.ndarray:
 
 
 def to_uint8_rgb(image, intensity_range: tuple[float, float] | None = None) -> PreparedImage:
-    """Apply the module's rule: any accepted image -> (H, W, 3) uint8 and the rule used."""
-    arr = check_image(image)
-    if arr.ndim == 3:
-        arr = arr[..., :3] if arr.shape[-1] >= 3 else arr[..., 0]
-    if arr.dtype == np.uint8 and intensity_range is None:
-        rule = "uint8"
-        u8 = arr
-    elif arr.dtype == np.bool_:
-        rule = "bool:0/255"
-        u8 = arr.astype(np.uint8) * 255
-    else:
-        lo, hi, how = _intensity_range(arr, intensity_range)
-        rule = f"linear:{how}:{lo!r}:{hi!r}"
-        u8 = _scale_to_uint8(arr, lo, hi)
+    """Apply the module's rule: any accepted image -> (H, W, 3) uint8 and the rule used.
+
+    For a grayscale image ``rgb`` is a read-only view repeating one uint8 plane
+    three times (1 byte per pixel, not 3); :func:`resize_longest_side` resizes
+    that plane alone, with the same result.
+    """
+    arr = _pixels(check_image(image))
+    rule, scale = _rule(arr, intensity_range)
+    u8 = scale(arr)
     if u8.ndim == 2:
-        u8 = np.repeat(u8[:, :, None], 3, axis=2)
-    return PreparedImage(np.ascontiguousarray(u8), f"v{RULE_VERSION}:{rule}")
+        return PreparedImage(np.broadcast_to(u8[:, :, None], (*u8.shape, 3)), rule)
+    return PreparedImage(np.ascontiguousarray(u8), rule)
+
+
+def image_rule(image, intensity_range: tuple[float, float] | None = None) -> str:
+    """The rule string :func:`to_uint8_rgb` would return, without scaling the pixels (part of a cache key)."""
+    return _rule(_pixels(check_image(image)), intensity_range)[0]
+
+
+def _pixels(arr: np.ndarray) -> np.ndarray:
+    """The colour channels the rule uses: (H, W) grayscale or (H, W, 3); alpha is dropped."""
+    if arr.ndim == 3:
+        return arr[..., :3] if arr.shape[-1] >= 3 else arr[..., 0]
+    return arr
+
+
+def _rule(arr: np.ndarray, intensity_range):
+    """(rule string, function mapping ``arr`` to uint8)."""
+    if arr.dtype == np.uint8 and intensity_range is None:
+        return f"v{RULE_VERSION}:uint8", lambda a: a
+    if arr.dtype == np.bool_:
+        return f"v{RULE_VERSION}:bool:0/255", lambda a: np.multiply(a, np.uint8(255), dtype=np.uint8)
+    lo, hi, how = _intensity_range(arr, intensity_range)
+    return f"v{RULE_VERSION}:linear:{how}:{lo!r}:{hi!r}", lambda a: _scale_to_uint8(a, lo, hi)
 
 
 def _intensity_range(arr: np.ndarray, given) -> tuple[float, float, str]:
@@ -215,6 +232,11 @@ def resize_longest_side(rgb: np.ndarray, long_side: int) -> np.ndarray:
     h, w = resized_shape(rgb.shape[0], rgb.shape[1], long_side)
     if (h, w) == rgb.shape[:2]:
         return rgb
+    if rgb.strides[2] == 0:
+        # One plane repeated (grayscale from to_uint8_rgb): Pillow resizes each channel alike, so
+        # resizing the plane once gives the same pixels without a 3- (Pillow: 4-) byte copy of it.
+        gray = np.asarray(Image.fromarray(np.ascontiguousarray(rgb[:, :, 0])).resize((w, h), Image.BILINEAR))
+        return np.repeat(gray[:, :, None], 3, axis=2)
     return np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
 
 

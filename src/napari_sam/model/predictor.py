@@ -15,11 +15,11 @@ import copy
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .device import pick_device, pick_precision
 from .embedding import ImageEmbedding
 from .image import encoder_input, resize_longest_side, resized_shape, to_uint8_rgb
+from .postprocess import masks_at_original_size, size_text, upscale_logits
 
 
 class SamPredictor:
@@ -65,8 +65,11 @@ class SamPredictor:
     @torch.inference_mode()
     def set_image(self, image, intensity_range: tuple[float, float] | None = None) -> ImageEmbedding:
         """Embed a 2D image (H, W), (H, W, 1|3|4) of any numeric dtype; see napari_sam.model.image."""
-        prepared = to_uint8_rgb(image, intensity_range)
-        resized = resize_longest_side(prepared.rgb, self.model.image_size)
+        try:
+            prepared = to_uint8_rgb(image, intensity_range)
+            resized = resize_longest_side(prepared.rgb, self.model.image_size)
+        except MemoryError as err:
+            raise MemoryError(_preparing_needs(image, err)) from None
         x = encoder_input(
             resized, self.model.pixel_mean, self.model.pixel_std, self.model.image_size, self.device, self.encoder_dtype
         )
@@ -144,10 +147,11 @@ class SamPredictor:
         emb = self._require_embedding()
         prompts = self._prepare_prompts(emb, point_coords, point_labels, box, mask_input)
         low_res, iou = self._decode(emb, *prompts, multimask_output=multimask_output)
-        masks = self.upscale_logits(low_res, emb)
-        if not return_logits:
-            masks = masks > 0.0
-        return masks[0].cpu().numpy(), iou[0].cpu().numpy(), low_res[0].cpu().numpy()
+        with torch.inference_mode():
+            masks = masks_at_original_size(
+                low_res, self.model.image_size, emb.input_size, emb.original_size, logits=return_logits
+            )
+        return masks[0].numpy(), iou[0].cpu().numpy(), low_res[0].cpu().numpy()
 
     def _prepare_prompts(self, emb, point_coords, point_labels, box, mask_input):
         H, W = emb.original_size
@@ -234,50 +238,26 @@ class SamPredictor:
 
     @torch.inference_mode()
     def upscale_logits(self, low_res: torch.Tensor, emb: ImageEmbedding) -> torch.Tensor:
-        """Low-res logits (B, C, 4h, 4w) -> logits at the original image size (B, C, H, W).
+        """Low-res logits (B, C, 4h, 4w) -> logits at the original image size (B, C, H, W), whole planes.
 
         As SAM does: upsample to the padded encoder input, drop the padding,
-        then resize to the original size (skipped when that is the same size:
-        bilinear resizing to the same size is the identity).
+        then resize to the original size. ``predict`` computes the same numbers
+        in bands (:func:`napari_sam.model.postprocess.masks_at_original_size`).
         """
-        side = self.model.image_size
-        (h, w), (H, W) = emb.input_size, emb.original_size
-        lh, lw = low_res.shape[-2:]
-        if lh == lw and side % lw == 0:
-            x = _resize_planes(_crop_padding(low_res, side, h, w), None, scale=side // lw)[..., :h, :w]
-        else:  # not SAM's layout (square, an integer factor below the input): the general path
-            x = _resize_planes(low_res, (side, side))[..., :h, :w]
-        if (h, w) != (H, W):
-            x = _resize_planes(x, (H, W))
-        return x
+        return upscale_logits(low_res, self.model.image_size, emb.input_size, emb.original_size)
 
 
-def _crop_padding(low_res: torch.Tensor, side: int, h: int, w: int) -> torch.Tensor:
-    """Low-res logits without the rows/columns that only ever become padding, which is dropped anyway.
-
-    Upsampling by the same integer factor, every kept pixel has the same
-    source position and neighbours: the result is identical, on fewer pixels
-    (a 300x1000 image: about half the upsampling time). One extra row and
-    column stay, the neighbours of the last kept pixels.
-    """
-    f = side // low_res.shape[-1]
-    rows = min(low_res.shape[-2], -(-h // f) + 1)
-    cols = min(low_res.shape[-1], -(-w // f) + 1)
-    return low_res[..., :rows, :cols]
-
-
-def _resize_planes(x: torch.Tensor, size: tuple[int, int] | None, scale: int | None = None) -> torch.Tensor:
-    """Bilinear resize of (B, C, h, w) logits to ``size``, or by an integer ``scale``, each plane on its own.
-
-    Resizing the masks as a batch of single-channel images gives the same
-    numbers and, on the CPU, measured about 5x faster than as one 3-channel
-    image (which the kernel copies around).
-    """
-    B, C = x.shape[:2]
-    if size is None:
-        size = (x.shape[-2] * scale, x.shape[-1] * scale)
-    planes = x.reshape(B * C, 1, *x.shape[2:])
-    return F.interpolate(planes, size, mode="bilinear", align_corners=False).view(B, C, *size)
+def _preparing_needs(image, err: MemoryError) -> str:
+    shape = getattr(image, "shape", ())
+    if len(shape) < 2:
+        return str(err)
+    H, W = shape[:2]
+    # The uint8 plane (1 byte per pixel), or for colour the uint8 RGB and Pillow's 4-byte copy of it.
+    per_pixel = 1 if len(shape) == 2 or shape[2] == 1 else 7
+    return (
+        f"this plane of {H} x {W} pixels needs about {size_text(H * W * per_pixel)} to be prepared for the image "
+        f"encoder, more than is free ({err}); close other programs or segment a smaller region (a crop of the plane)"
+    )
 
 
 # --------------------------------------------------------------- prompt checks

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..fingerprint import array_fingerprint
 from ..model.embedding import ImageEmbedding
-from ..model.image import stack_intensity_range, to_uint8_rgb
+from ..model.image import image_rule, stack_intensity_range
 from .stack import check_stack
 from .store import CacheWriteError, EmbeddingStore, SliceKey, is_persistent_model_id
 
@@ -120,7 +120,7 @@ class StackEmbeddings:
         index = self._check_index(index)
         if index not in self._keys:
             image = self.slice_image(index)
-            rule = to_uint8_rgb(image, self.intensity_range).rule
+            rule = image_rule(image, self.intensity_range)
             self._keys[index] = SliceKey(array_fingerprint(image), self.predictor.model.weights_id, rule)
         return self._keys[index]
 
