@@ -306,6 +306,25 @@ def test_set_embedding_with_sizes_that_do_not_fit_together_is_refused(predictor,
         predictor.set_embedding(wrong)
 
 
+def test_an_encoder_that_gives_nan_is_refused_before_its_embedding_is_used(image):
+    broken = tiny_model()
+    with torch.no_grad():
+        broken.image_encoder.neck[0].weight.fill_(float("nan"))
+    p = SamPredictor(broken, device="cpu", precision="fp32")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        p.set_image(image)
+    assert not p.is_image_set
+
+
+def test_set_embedding_refuses_features_that_are_not_finite(predictor, model):
+    emb = predictor.embedding
+    features = emb.features.clone()
+    features[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        predictor.set_embedding(ImageEmbedding(features, emb.original_size, emb.input_size, model.weights_id, "r"))
+    assert predictor.embedding is emb  # the previous image stays
+
+
 def test_set_embedding_needs_an_image_embedding(predictor):
     with pytest.raises(TypeError, match="ImageEmbedding"):
         predictor.set_embedding(predictor.get_image_embedding())

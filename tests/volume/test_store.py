@@ -215,3 +215,11 @@ def test_an_entry_for_another_slice_size_is_not_used(tmp_path):
     assert store.contains(key(), original_size=(100, 120))
     assert store.get(key(), original_size=(64, 64)) is None
     assert not store.contains(key(), original_size=(64, 64))
+
+
+def test_an_embedding_that_is_not_finite_is_not_saved(tmp_path):
+    emb = embedding()
+    emb.features[0, 1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        EmbeddingStore(tmp_path).put(key(), emb)
+    assert list(tmp_path.iterdir()) == []

@@ -31,6 +31,14 @@ class ImageEmbedding:
         object.__setattr__(self, "original_size", tuple(int(v) for v in self.original_size))
         object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
 
+    def check_finite(self, what: str = "the embedding") -> None:
+        """Raise a ValueError if a feature is NaN or infinite (every mask decoded from it would be empty)."""
+        if not bool(torch.isfinite(self.features).all()):
+            raise ValueError(
+                f"{what} holds NaN or infinite values (model {self.model_id}): masks decoded from it would be "
+                "empty; the model's weights are broken, or (in bf16) out of range: try precision='fp32'"
+            )
+
     def to(self, device=None, dtype=None) -> "ImageEmbedding":
         return replace(self, features=self.features.to(device=device, dtype=dtype))
 

@@ -74,14 +74,16 @@ class SamPredictor:
             resized, self.model.pixel_mean, self.model.pixel_std, self.model.image_size, self.device, self.encoder_dtype
         )
         features = self._encoder(x).float()
-        self._prepared = self._decoder_inputs = None
-        self._embedding = ImageEmbedding(
+        embedding = ImageEmbedding(
             features=features,
             original_size=prepared.rgb.shape[:2],
             input_size=resized.shape[:2],
             model_id=self.model.weights_id,
             preprocessing=prepared.rule,
         )
+        embedding.check_finite("the image encoder's output for this image")
+        self._prepared = self._decoder_inputs = None
+        self._embedding = embedding
         return self._embedding
 
     def set_embedding(self, embedding: ImageEmbedding) -> None:
@@ -104,6 +106,7 @@ class SamPredictor:
                 f"it to {' x '.join(map(str, resized_shape(H, W, self.model.image_size)))}: the embedding is "
                 "damaged or not from this image; embed the image again"
             )
+        embedding.check_finite()
         self._prepared = self._decoder_inputs = None
         self._embedding = embedding.to(self.device, torch.float32)
 

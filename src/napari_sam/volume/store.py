@@ -206,6 +206,7 @@ class EmbeddingStore:
                 f"the embedding was made by model {embedding.model_id!r} with rule {embedding.preprocessing!r}, "
                 f"but the key names model {key.model_id!r} with rule {key.preprocessing!r}"
             )
+        embedding.check_finite("the embedding to be cached")
         if not is_persistent_model_id(key.model_id):
             raise ValueError(
                 f"model {key.model_id!r} has no checkpoint hash (random or in-memory weights); its embeddings "
