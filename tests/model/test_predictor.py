@@ -4,6 +4,8 @@ Parity with the reference at the real vit_b size is in test_parity_vit_b.py;
 here the model is small enough that every test runs in milliseconds.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -174,6 +176,60 @@ def test_points_on_the_image_border_are_accepted(predictor):
 def test_bad_prompts_are_refused_with_a_message(predictor, prompt, error, word):
     with pytest.raises(error, match=word):
         predictor.predict(**prompt)
+
+
+@pytest.mark.parametrize("dtype", [bool, np.uint8, np.int32])
+def test_a_binary_mask_is_not_taken_for_logits(predictor, dtype):
+    # 0/1 or 0/255 read as logits: "unsure" and "certain" everywhere, without a word.
+    mask = np.zeros((1, 32, 32), dtype)
+    mask[0, 8:20, 8:20] = 1
+    with pytest.raises(TypeError, match=r"mask_to_logits"):
+        predictor.predict(point_coords=[[20, 30]], point_labels=[1], mask_input=mask)
+    with pytest.raises(TypeError, match=r"mask_to_logits"):
+        predictor.predict(mask_input=torch.from_numpy(mask))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+def test_mask_input_may_be_a_torch_tensor_of_any_float_dtype(predictor, dtype):
+    _, _, low = predictor.predict(point_coords=[[20, 30]], point_labels=[1], multimask_output=False)
+    logits = torch.from_numpy(low).to(dtype)
+    expected = predictor.predict(point_coords=[[20, 30]], point_labels=[1], mask_input=logits.float().numpy())
+    got = predictor.predict(point_coords=[[20, 30]], point_labels=[1], mask_input=logits)
+    np.testing.assert_array_equal(got[2], expected[2])
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        dict(mask_input=np.zeros((1, 32, 32), complex)),
+        dict(mask_input=torch.zeros(1, 32, 32, dtype=torch.complex64)),
+        dict(point_coords=np.array([[20 + 1j, 30]]), point_labels=[1]),
+        dict(point_coords=[[20, 30]], point_labels=np.array([1 + 0j])),
+        dict(box=np.array([5, 5, 40, 30], complex)),
+    ],
+)
+def test_complex_prompts_are_refused(predictor, prompt):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the imaginary part used to be dropped with only numpy's warning
+        with pytest.raises(TypeError, match="complex"):
+            predictor.predict(**prompt)
+
+
+@pytest.mark.parametrize("value", ["no", 0, 1, None, np.array([True])])
+def test_multimask_output_must_be_a_bool(predictor, value):
+    with pytest.raises(TypeError, match="multimask_output"):
+        predictor.predict(point_coords=[[20, 30]], point_labels=[1], multimask_output=value)
+    with pytest.raises(TypeError, match="return_logits"):
+        predictor.predict(point_coords=[[20, 30]], point_labels=[1], return_logits=value)
+    masks, _, _ = predictor.predict(point_coords=[[20, 30]], point_labels=[1], multimask_output=np.bool_(False))
+    assert masks.shape[0] == 1
+
+
+@pytest.mark.parametrize("box", [[10, 5, 10, 30], [5, 12, 40, 12], [W, 5, W + 10, 30], [5, -8, 40, 0]])
+def test_a_box_without_area_is_refused(predictor, box):
+    with pytest.raises(ValueError, match="no area"):
+        predictor.predict(box=box)
+    predictor.predict(box=[10, 5, 11, 6])  # one pixel (x1 = last column + 1) is a box
 
 
 def test_prompt_checks_directly():

@@ -20,6 +20,7 @@ from .device import pick_device, pick_precision
 from .embedding import ImageEmbedding
 from .image import encoder_input, resize_longest_side, resized_shape, to_uint8_rgb
 from .postprocess import masks_at_original_size, size_text, upscale_logits
+from .prompt_checks import check_box, check_flag, check_mask_input, check_points
 
 
 class SamPredictor:
@@ -147,6 +148,8 @@ class SamPredictor:
         0 = background; box (4,) as x0, y0, x1, y1; mask_input (1, h, w) low-res
         logits of an earlier prediction (SAM's interactive refinement).
         """
+        multimask_output = check_flag(multimask_output, "multimask_output")
+        return_logits = check_flag(return_logits, "return_logits")
         emb = self._require_embedding()
         prompts = self._prepare_prompts(emb, point_coords, point_labels, box, mask_input)
         low_res, iou = self._decode(emb, *prompts, multimask_output=multimask_output)
@@ -261,63 +264,3 @@ def _preparing_needs(image, err: MemoryError) -> str:
         f"this plane of {H} x {W} pixels needs about {size_text(H * W * per_pixel)} to be prepared for the image "
         f"encoder, more than is free ({err}); close other programs or segment a smaller region (a crop of the plane)"
     )
-
-
-# --------------------------------------------------------------- prompt checks
-def _finite_array(value, name: str, shape_hint: str) -> np.ndarray:
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be numbers shaped {shape_hint}, got {value!r}") from None
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values: {arr.tolist()}")
-    return arr
-
-
-def check_points(point_coords, point_labels, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    if point_coords is None:
-        raise ValueError("point_labels were given without point_coords")
-    if point_labels is None:
-        raise ValueError("point_coords were given without point_labels (1 = object, 0 = background)")
-    coords = _finite_array(point_coords, "point_coords", "(N, 2) as (x, y)")
-    if coords.ndim == 1 and coords.shape == (2,):
-        coords = coords[None]
-    if coords.ndim != 2 or coords.shape[1] != 2 or coords.shape[0] == 0:
-        raise ValueError(f"point_coords must have shape (N, 2) as (x, y) with N >= 1, got {coords.shape}")
-    labels = _finite_array(point_labels, "point_labels", "(N,)").reshape(-1)
-    if labels.shape[0] != coords.shape[0]:
-        raise ValueError(f"{coords.shape[0]} point(s) but {labels.shape[0]} label(s): give one label per point")
-    if not np.all(np.isin(labels, (-1, 0, 1))):
-        raise ValueError(f"point_labels must be 1 (object), 0 (background) or -1 (ignore), got {labels.tolist()}")
-    H, W = image_hw
-    outside = (coords[:, 0] < 0) | (coords[:, 0] > W) | (coords[:, 1] < 0) | (coords[:, 1] > H)
-    if outside.any():
-        bad = coords[outside][0].tolist()
-        raise ValueError(f"point (x, y) = {bad} lies outside the {W}x{H} (width x height) image")
-    return coords, labels.astype(np.int64)
-
-
-def check_box(box, image_hw: tuple[int, int]) -> np.ndarray:
-    """A box (x0, y0, x1, y1) in pixels; corners are sorted and clipped to the image."""
-    arr = _finite_array(box, "box", "(4,) as x0, y0, x1, y1")
-    if arr.size != 4:
-        raise ValueError(f"box must have 4 numbers (x0, y0, x1, y1), got {arr.size}: {arr.tolist()}")
-    x0, y0, x1, y1 = arr.reshape(4)
-    H, W = image_hw
-    x0, x1 = sorted((x0, x1))
-    y0, y1 = sorted((y0, y1))
-    if x1 < 0 or y1 < 0 or x0 > W or y0 > H:
-        raise ValueError(f"box {arr.reshape(4).tolist()} lies entirely outside the {W}x{H} (width x height) image")
-    return np.array([max(x0, 0), max(y0, 0), min(x1, W), min(y1, H)], dtype=np.float64)
-
-
-def check_mask_input(mask_input, expected_hw: tuple[int, int]) -> np.ndarray:
-    arr = _finite_array(mask_input, "mask_input", f"(1, {expected_hw[0]}, {expected_hw[1]})")
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.shape != (1, *expected_hw):
-        raise ValueError(
-            f"mask_input must be low-res logits of shape (1, {expected_hw[0]}, {expected_hw[1]}) "
-            f"(the third output of an earlier predict), got {arr.shape}"
-        )
-    return arr
