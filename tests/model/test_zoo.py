@@ -128,6 +128,15 @@ def test_get_model_info_unknown_name_lists_known_ones():
         ({"hash": "ec2df627"}, "hash must look like"),
         ({"hash": "nosuchalg:abcd"}, "unknown hash algorithm"),
         ({"filename": "sub/file.pth"}, "bare file name"),
+        ({"filename": ".."}, "bare file name"),
+        ({"filename": "."}, "bare file name"),
+        ({"filename": "sub\\file.pth"}, "bare file name"),
+        ({"hash": "md5:" + "0" * 32}, "sha256"),
+        ({"hash": "sha1:" + "0" * 40}, "sha256"),
+        ({"hash": "sha256:" + "0" * 63}, "64 hex digits"),
+        ({"hash": "sha256:" + "0" * 65}, "64 hex digits"),
+        ({"hash": "xxh128:" + "0" * 31}, "32 hex digits"),
+        ({"hash": "xxh64:" + "0" * 16}, "sha256"),
         ({"url": "file:///etc/passwd"}, "url must start"),
         ({"size": 0}, "size"),
         ({"description": ""}, "description"),
@@ -141,6 +150,13 @@ def test_model_info_rejects_bad_entries(changes, problem):
     fields.update(changes)
     with pytest.raises(ValueError, match=problem):
         ModelInfo(**fields)
+
+
+def test_model_info_accepts_sha256_and_xxh128():
+    fields = dict(name="x", model_type="vit_b", url="https://example.org/x.pth", size=10, filename="x.pth",
+                  description="d", licence="l")
+    assert ModelInfo(hash="sha256:" + "Ab" * 32, **fields).hash_hex == "ab" * 32
+    assert ModelInfo(hash="xxh128:" + "0f" * 16, **fields).hash_algorithm == "xxh128"
 
 
 def test_register_model_refuses_duplicates(monkeypatch):

@@ -16,7 +16,6 @@ again instead of being loaded.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.resources
 import logging
 import os
@@ -43,6 +42,9 @@ _DOWNLOAD_TIMEOUT_S = 60
 
 # pooch downloads into tempfile.NamedTemporaryFile(dir=<cache folder>), named
 # like "tmpab12_x9z"; such a file older than this is an abandoned download.
+#: Hash algorithms a zoo entry may name, with the length of their hex digest.
+HASH_DIGITS = {"sha256": 64, "xxh128": 32}
+
 _POOCH_TEMP_NAME = re.compile(r"tmp[a-z0-9_]{8}")
 _STALE_AFTER_S = 24 * 3600
 
@@ -67,9 +69,9 @@ class ModelInfo:
 
     Exactly one of ``url`` (downloaded into the cache) and ``package_file``
     (a path inside the installed ``napari_sam`` package, for small models
-    shipped with the plugin) is set. ``hash`` is ``"<algorithm>:<hex>"`` with
-    any algorithm pooch understands (sha256, md5, xxh128 with the xxhash
-    package, ...). ``size`` is in bytes, or None where it is not published.
+    shipped with the plugin) is set. ``hash`` is ``"sha256:<64 hex digits>"``
+    (or ``"xxh128:<32 hex digits>"``, which needs the xxhash package). ``size``
+    is in bytes, or None where it is not published.
     """
 
     name: str
@@ -94,7 +96,8 @@ class ModelInfo:
             )
         if self.url is not None and not re.match(r"^(https?|ftp)://", self.url):
             raise ValueError(f"model '{self.name}': url must start with http(s):// or ftp://, got {self.url!r}")
-        if Path(self.filename).name != self.filename:
+        if self.filename in (".", "..") or re.search(r"[/\\\x00]", self.filename):
+            # ".." is its own Path.name, and would put the file above the checkpoint folder.
             raise ValueError(f"model '{self.name}': filename must be a bare file name, got {self.filename!r}")
         if self.size is not None and (not isinstance(self.size, int) or self.size <= 0):
             raise ValueError(f"model '{self.name}': size must be a positive number of bytes or None")
@@ -103,9 +106,18 @@ class ModelInfo:
             raise ValueError(
                 f"model '{self.name}': hash must look like 'sha256:<hex digits>', got {self.hash!r}"
             )
-        algorithm = match.group(1)
-        if algorithm not in hashlib.algorithms_available and not algorithm.startswith("xxh"):
-            raise ValueError(f"model '{self.name}': unknown hash algorithm '{algorithm}'")
+        algorithm, digits = match.groups()
+        if algorithm not in HASH_DIGITS:
+            # md5 and sha1 no longer protect against a file made to match.
+            raise ValueError(
+                f"model '{self.name}': unknown hash algorithm '{algorithm}' (accepted: sha256, or xxh128 with "
+                "the xxhash package); give 'sha256:<64 hex digits>'"
+            )
+        if len(digits) != HASH_DIGITS[algorithm]:
+            raise ValueError(
+                f"model '{self.name}': a {algorithm} hash has {HASH_DIGITS[algorithm]} hex digits, "
+                f"got {len(digits)}"
+            )
 
     @property
     def hash_algorithm(self) -> str:
