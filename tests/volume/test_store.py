@@ -223,3 +223,24 @@ def test_an_embedding_that_is_not_finite_is_not_saved(tmp_path):
     with pytest.raises(ValueError, match="NaN or infinite"):
         EmbeddingStore(tmp_path).put(key(), emb)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_read_only_cache_is_not_told_to_free_space(tmp_path, monkeypatch):
+    from helpers import read_only_folder
+
+    store = EmbeddingStore(tmp_path)
+    read_only_folder(monkeypatch, tmp_path)
+    with pytest.raises(CacheWriteError) as err:
+        store.put(key(), embedding())
+    message = str(err.value)
+    assert "read-only" in message and str(tmp_path) in message and "choose another cache folder" in message
+    assert "free some space" not in message and "full" not in message
+
+
+def test_a_full_disk_is_told_to_free_space(tmp_path, monkeypatch):
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store_module.os, "fsync", full_disk)
+    with pytest.raises(CacheWriteError, match="the disk is full; free some space"):
+        EmbeddingStore(tmp_path).put(key(), embedding())

@@ -235,16 +235,15 @@ class EmbeddingStore:
         try:
             write_atomically(path, lambda f: f.write(blob), temp_prefix=_TEMP_PREFIX)
         except OSError as err:
-            if err.errno == errno.ENOSPC:
-                why = "the disk is full"
-            elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-                why = "the folder is not writable"
+            if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+                why = "the disk is full; free some space, clear the cache or choose another cache folder"
+            elif err.errno == errno.EROFS:
+                why = "the folder is on a read-only file system; choose another cache folder"
+            elif err.errno in (errno.EACCES, errno.EPERM):
+                why = "no permission to write in the folder; choose another cache folder"
             else:
-                why = err.strerror or str(err)
-            raise CacheWriteError(
-                err.errno, f"cannot save an embedding in {self.folder}: {why}; free some space, clear the "
-                "cache or choose another cache folder"
-            ) from err
+                why = f"{err.strerror or err}; choose another cache folder"
+            raise CacheWriteError(err.errno, f"cannot save an embedding in {self.folder}: {why}") from err
 
     def _remove_stale_temps(self) -> None:
         now = time.time()
