@@ -5,7 +5,9 @@
 image encoder, saving what it computed). :func:`embed_stack` walks all
 slices with a progress callback and a cancel check between slices; as each
 computed slice is saved at once, a cancelled or crashed run resumes where
-it stopped.
+it stopped. Two programs embedding into one store share the work: a slice
+is computed under a claim (:mod:`.claims`), and a slice claimed by the other
+program is read from the store once it is done.
 
 All slices of a stack are scaled to 8 bits with one intensity range
 (:func:`napari_sam.model.image.stack_intensity_range`), so neighbouring
@@ -16,6 +18,7 @@ which slices were embedded first.
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -33,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]  # (slices done, slices in total)
 CancelCheck = Callable[[], bool]
+# Seconds between looks at a slice another process is computing.
+CLAIM_POLL_S = 0.25
 
 
 class StackEmbeddings:
@@ -152,11 +157,41 @@ class StackEmbeddings:
         return [i for i in (self._check_index(i) for i in indices) if not self.is_available(i)]
 
     def get(self, index: int) -> ImageEmbedding:
-        """The embedding of slice ``index``: from memory or the store, else computed and saved."""
+        """The embedding of slice ``index``: from memory or the store, else computed and saved.
+
+        While another process computes this slice into the same store (it holds
+        the slice's claim, :mod:`.claims`), wait for its entry instead.
+        """
         emb = self.cached(index)
         if emb is not None:
             return emb
-        return self.compute(index)
+        return self.claimed(index, wait=True)
+
+    def claimed(self, index: int, *, wait: bool, should_cancel: CancelCheck | None = None) -> ImageEmbedding | None:
+        """Compute slice ``index`` under its claim, or read the entry another process is computing.
+
+        With ``wait=False`` returns None at once when another process holds the
+        claim; with ``wait=True`` polls until the entry appears, the claim is
+        given up (then computes it here) or ``should_cancel()`` (then None).
+        """
+        index = self._check_index(index)
+        if self.store is None:
+            return self.compute(index)
+        key = self.key(index)
+        while True:
+            claim = self.store.claim(key)
+            if claim is not None:
+                try:
+                    emb = self.cached(index)  # finished by the other just before we claimed it
+                    return emb if emb is not None else self.compute(index)
+                finally:
+                    claim.release()
+            if not wait or (should_cancel is not None and should_cancel()):
+                return None
+            time.sleep(CLAIM_POLL_S)
+            emb = self.cached(index)
+            if emb is not None:
+                return emb
 
     def compute(self, index: int) -> ImageEmbedding:
         """Run the image encoder on slice ``index`` (even if stored) and save the result."""
@@ -258,16 +293,28 @@ def iter_stack_embeddings(
     total = len(indices)
     if progress is not None:
         progress(0, total)
-    for done, i in enumerate(indices, start=1):
-        if should_cancel is not None and should_cancel():
-            return
-        emb = embeddings.cached(i)
-        computed = emb is None
-        if computed:
-            emb = embeddings.compute(i)
-        yield SliceEmbedding(i, emb, computed)
-        if progress is not None:
-            progress(done, total)
+    done = 0
+    # Slices another process is computing into the same store come last: by then they are usually done.
+    later = []
+    for waiting, order in ((False, indices), (True, later)):
+        for i in order:
+            if should_cancel is not None and should_cancel():
+                return
+            emb = embeddings.cached(i)
+            computed = False
+            if emb is None:
+                runs = embeddings.computed
+                emb = embeddings.claimed(i, wait=waiting, should_cancel=should_cancel)
+                if emb is None:
+                    if waiting:  # cancelled while waiting
+                        return
+                    later.append(i)
+                    continue
+                computed = embeddings.computed > runs
+            done += 1
+            yield SliceEmbedding(i, emb, computed)
+            if progress is not None:
+                progress(done, total)
 
 
 def embed_stack(

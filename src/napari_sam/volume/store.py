@@ -39,7 +39,7 @@ import numpy as np
 
 from ..atomic import write_atomically
 from ..model.embedding import ImageEmbedding
-from . import entry_format
+from . import claims, entry_format
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +91,8 @@ class EmbeddingStore:
 
     ``folder=None`` uses the per-user cache (:func:`default_folder`). The
     folder is created on the first write. Only files this class writes
-    (``*.samemb`` and its temporary files) are ever deleted, so a folder the
-    user chose may hold other files.
+    (``*.samemb``, their temporary files and ``*.claim``) are ever deleted,
+    so a folder the user chose may hold other files.
     """
 
     def __init__(self, folder: str | os.PathLike | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES):
@@ -189,6 +189,19 @@ class EmbeddingStore:
             os.utime(path)
         except OSError:
             pass  # a read-only cache still serves its entries
+
+    # ------------------------------------------------------------------ claims
+    def claim(self, key: SliceKey) -> claims.Claim | None:
+        """Claim the computing of ``key``'s slice (:mod:`.claims`); None while another live process has it.
+
+        Where the folder cannot be created or written, everyone may compute: the
+        claim returned then holds nothing.
+        """
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return claims.Claim(None)
+        return claims.try_claim(self.path_for(key).with_suffix(claims.CLAIM_SUFFIX))
 
     # ------------------------------------------------------------------ writing
     def put(self, key: SliceKey, embedding: ImageEmbedding) -> Path:
@@ -306,13 +319,14 @@ class EmbeddingStore:
         return removed
 
     def clear(self) -> int:
-        """Delete every entry (and leftover temporary file); return the bytes freed."""
+        """Delete every entry (and leftover temporary file or abandoned claim); return the bytes freed."""
         freed = 0
         try:
             with os.scandir(self.folder) as it:
                 names = [
                     e for e in it
                     if e.name.endswith(SUFFIX) or (e.name.startswith(_TEMP_PREFIX) and e.name.endswith(".tmp"))
+                    or (e.name.endswith(claims.CLAIM_SUFFIX) and claims.is_stale(Path(e.path)))
                 ]
         except FileNotFoundError:
             return 0
