@@ -42,7 +42,7 @@ def test_embeds_a_tiff_and_a_second_run_computes_nothing(tmp_path, checkpoint):
     assert code == 0, text
     assert "4 computed, 0 from the cache" in text
     assert len(EmbeddingStore(cache)) == 4
-    code, text = embed([tif, "--model", checkpoint, "--cache", cache, "--device", "cpu", "--quiet"])
+    code, text = embed([tif, "--model", checkpoint, "--cache", cache, "--device", "cpu", "--precision", "fp32", "--quiet"])
     assert code == 0, text
     assert "0 computed, 4 from the cache" in text and "slice 0" not in text
 

@@ -183,3 +183,20 @@ def test_a_stored_entry_of_the_wrong_size_is_computed_again(tmp_path, predictor,
     assert not again.is_available(0)
     assert again.get(0).original_size == tuple(stack.shape[1:])
     assert again.computed == 1
+
+
+def test_an_fp32_predictor_does_not_reuse_bf16_embeddings(tmp_path, stack):
+    from volume_helpers import CountingPredictor, tiny_model
+
+    model = tiny_model()
+    half = CountingPredictor(model, device="cpu", precision="bf16")
+    full = CountingPredictor(model, device="cpu", precision="fp32")
+    store = EmbeddingStore(tmp_path)
+    first = embed_stack(half, stack[:2], store)
+    assert {e.precision for e in first.embeddings.values()} == {"bf16"}
+    again = embed_stack(full, stack[:2], store)
+    assert again.computed == [0, 1] and full.encoder_runs == 2
+    assert {e.precision for e in again.embeddings.values()} == {"fp32"}
+    assert embed_stack(half, stack[:2], store).loaded == [0, 1]  # each precision finds its own
+    full.set_embedding(first.embeddings[0])  # decoding accepts either precision
+    assert full.embedding.precision == "bf16"

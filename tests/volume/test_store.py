@@ -244,3 +244,16 @@ def test_a_full_disk_is_told_to_free_space(tmp_path, monkeypatch):
     monkeypatch.setattr(store_module.os, "fsync", full_disk)
     with pytest.raises(CacheWriteError, match="the disk is full; free some space"):
         EmbeddingStore(tmp_path).put(key(), embedding())
+
+
+def test_precision_is_part_of_an_entrys_identity(tmp_path):
+    store = EmbeddingStore(tmp_path)
+    bf16 = ImageEmbedding(embedding().features, (100, 120), (107, 128), MODEL, RULE, precision="bf16")
+    store.put(SliceKey("f" * 32, MODEL, RULE, precision="bf16"), bf16)
+    assert store.get(key()) is None and not store.contains(key())  # an fp32 request never gets a bf16 entry
+    back = store.get(SliceKey("f" * 32, MODEL, RULE, precision="bf16"))
+    assert back is not None and back.precision == "bf16"
+    store.put(key(), embedding())
+    assert store.get(key()).precision == "fp32" and len(store) == 2
+    with pytest.raises(ValueError, match="precision"):
+        store.put(key(), bf16)

@@ -81,14 +81,23 @@ class SamPredictor:
             input_size=resized.shape[:2],
             model_id=self.model.weights_id,
             preprocessing=prepared.rule,
+            precision=self.embedding_precision,
         )
         embedding.check_finite("the image encoder's output for this image")
         self._prepared = self._decoder_inputs = None
         self._embedding = embedding
         return self._embedding
 
+    @property
+    def embedding_precision(self) -> str:
+        """The precision this predictor's image encoder computes in: "bf16" or "fp32"."""
+        return "bf16" if self.encoder_dtype == torch.bfloat16 else "fp32"
+
     def set_embedding(self, embedding: ImageEmbedding) -> None:
-        """Decode from a stored embedding (e.g. from a cache) without encoding again."""
+        """Decode from a stored embedding (e.g. from a cache) without encoding again.
+
+        Either precision is accepted: the caller's key decides which one it wants.
+        """
         if not isinstance(embedding, ImageEmbedding):
             raise TypeError(f"expected an ImageEmbedding, got {type(embedding).__name__}")
         if embedding.model_id != self.model.weights_id:

@@ -121,13 +121,19 @@ class StackEmbeddings:
         return np.asarray(self.stack[self._check_index(index)])
 
     def key(self, index: int) -> SliceKey:
-        """The identity of slice ``index``'s embedding (pixels, model, preprocessing rule)."""
+        """The identity of slice ``index``'s embedding (pixels, model, preprocessing rule, precision)."""
         index = self._check_index(index)
         if index not in self._keys:
             image = self.slice_image(index)
             rule = image_rule(image, self.intensity_range)
-            self._keys[index] = SliceKey(array_fingerprint(image), self.predictor.model.weights_id, rule)
+            self._keys[index] = SliceKey(
+                array_fingerprint(image), self.predictor.model.weights_id, rule, self._precision()
+            )
         return self._keys[index]
+
+    def _precision(self) -> str:
+        # Predictors that predate ImageEmbedding.precision (test stand-ins) compute in fp32.
+        return getattr(self.predictor, "embedding_precision", "fp32")
 
     def cached(self, index: int) -> ImageEmbedding | None:
         """The embedding of slice ``index`` from memory or the store, without computing it."""
@@ -204,7 +210,7 @@ class StackEmbeddings:
         emb = emb.to("cpu")
         self.computed += 1
         key = self.key(index)
-        if emb.preprocessing != key.preprocessing or emb.model_id != key.model_id:
+        if (emb.preprocessing, emb.model_id, emb.precision) != (key.preprocessing, key.model_id, key.precision):
             # Cannot happen with the rule of napari_sam.model.image; guards a future change of it.
             raise RuntimeError(f"slice {index}: the encoder used rule {emb.preprocessing!r}, expected {key.preprocessing!r}")
         self._save(key, emb)

@@ -25,7 +25,8 @@ import torch
 
 #: Version of the on-disk layout and of what an entry means; entries of another version are ignored.
 #: 2: the digest covers the header too (version 1 checked the payload only).
-FORMAT_VERSION = 2
+#: 3: the precision the embedding was computed in is part of its identity.
+FORMAT_VERSION = 3
 MAGIC = b"NSAMEMB\x00"
 _HEADER_LEN = struct.Struct("<I")
 _ALIGN = 16
@@ -35,7 +36,7 @@ _F16_MAX = float(np.finfo(np.float16).max)
 #: Headers are a few hundred bytes; this much is read for a quick presence check.
 HEAD_READ = 8192
 #: The identity fields a header must share with the key it is read for.
-IDENTITY_FIELDS = ("fingerprint", "model_id", "preprocessing")
+IDENTITY_FIELDS = ("fingerprint", "model_id", "preprocessing", "precision")
 
 
 def _digest(data) -> bytes:

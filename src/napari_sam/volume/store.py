@@ -7,6 +7,7 @@ full:
 * the fingerprint of the slice's pixels (:func:`napari_sam.fingerprint.array_fingerprint`),
 * the model's weights id (name and checkpoint SHA-256),
 * the preprocessing rule string (it holds the intensity range used),
+* the precision the image encoder computed in (fp32 or bf16),
 * :data:`~.entry_format.FORMAT_VERSION` of the file layout,
 
 plus the original and resized image sizes needed to decode prompts. A file
@@ -62,15 +63,19 @@ class SliceKey:
     fingerprint: str  # of the slice's pixels
     model_id: str  # Sam.weights_id
     preprocessing: str  # the rule string of napari_sam.model.image
+    precision: str = "fp32"  # what the image encoder computed in (ImageEmbedding.precision)
 
     def __post_init__(self):
-        for name in ("fingerprint", "model_id", "preprocessing"):
+        for name in ("fingerprint", "model_id", "preprocessing", "precision"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{name} must be a non-empty string, got {value!r}")
 
     def file_stem(self) -> str:
-        text = f"{entry_format.FORMAT_VERSION}\n{self.model_id}\n{self.preprocessing}\n{self.fingerprint}"
+        text = (
+            f"{entry_format.FORMAT_VERSION}\n{self.model_id}\n{self.preprocessing}\n{self.fingerprint}"
+            f"\n{self.precision}"
+        )
         return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
 
 
@@ -181,6 +186,7 @@ class EmbeddingStore:
             input_size=tuple(header["input_size"]),
             model_id=header["model_id"],
             preprocessing=header["preprocessing"],
+            precision=header["precision"],
         )
 
     def _touch(self, path: Path) -> None:
@@ -214,10 +220,12 @@ class EmbeddingStore:
             raise TypeError(f"expected a SliceKey, got {type(key).__name__}")
         if not isinstance(embedding, ImageEmbedding):
             raise TypeError(f"expected an ImageEmbedding, got {type(embedding).__name__}")
-        if embedding.model_id != key.model_id or embedding.preprocessing != key.preprocessing:
+        made = (embedding.model_id, embedding.preprocessing, embedding.precision)
+        named = (key.model_id, key.preprocessing, key.precision)
+        if made != named:
             raise ValueError(
-                f"the embedding was made by model {embedding.model_id!r} with rule {embedding.preprocessing!r}, "
-                f"but the key names model {key.model_id!r} with rule {key.preprocessing!r}"
+                "the embedding was made by model {!r} with rule {!r} in precision {!r}, but the key names model "
+                "{!r} with rule {!r} in precision {!r}".format(*made, *named)
             )
         embedding.check_finite("the embedding to be cached")
         if not is_persistent_model_id(key.model_id):
