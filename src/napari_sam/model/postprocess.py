@@ -10,8 +10,9 @@ bounded peak:
 * bilinear resizing is separable, and torch's kernel, upsampling, gives bit
   for bit the same result as one pass along the rows (to the new width)
   followed by one along the columns (to the new height); the tests check
-  this (planes up to 4 megapixels, and those smaller than the encoder's
-  input, which are resized down, are resized whole, in one go);
+  this on the CPU (not yet on a GPU, where the bands run too). Planes up to
+  4 megapixels, and those smaller than the encoder's input, which are
+  resized down, are resized whole, in one go;
 * the first pass keeps the input's height (at most the encoder's input side,
   1024 px): 12 bytes x 1024 per output column;
 * the second pass treats every column on its own, so it runs on bands of
