@@ -47,7 +47,7 @@ def speed(model_type: str, slices: int, size: int, folder: Path) -> None:
     for i in range(slices):
         features = torch.randn((1, 256, model.embedding_size, model.embedding_size), generator=gen)
         key = fill.key(i)
-        store.put(key, ImageEmbedding(features, (size, size), (h, w), key.model_id, key.preprocessing))
+        store.put(key, ImageEmbedding(features, (size, size), (h, w), key.model_id, key.preprocessing, key.precision))
 
     embeddings = StackEmbeddings(predictor, stack, store)  # as on re-opening: everything from the disk cache
     start_mask = np.zeros((size, size), bool)

@@ -1,5 +1,9 @@
 """Shared helpers for the tests: random-weight models and comparison metrics."""
 
+import errno
+import os
+import tempfile
+
 import numpy as np
 import torch
 
@@ -45,3 +49,15 @@ def structured_rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
         img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] += rng.uniform(40, 120, size=3)
     img += rng.normal(0, 10, img.shape) + 30
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def read_only_folder(monkeypatch, folder):
+    """Make creating files in ``folder`` fail as on a read-only mount (the tests run as root, so chmod won't do)."""
+    real = tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kw):
+        if dir is not None and os.path.samefile(dir, folder):
+            raise OSError(errno.EROFS, "Read-only file system", os.path.join(dir, ".tmp-x.tmp"))
+        return real(*args, dir=dir, **kw)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)

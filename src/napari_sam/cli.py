@@ -2,8 +2,9 @@
 
 Each subcommand has its own ``_add_<name>`` (arguments) and ``_run_<name>``
 (work) function. Expected problems (bad files, wrong sizes, an existing
-output) end with one line on stderr and a non-zero exit status, never a
-traceback.
+output, no memory) end with one line on stderr and a non-zero exit status,
+never a traceback; so does an unexpected error, whose traceback ``--debug``
+shows.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ def _add_train(subparsers) -> None:
         description=(
             "Train SAM with simulated clicks and boxes. --data generated uses synthetic nuclei; a folder DIR "
             "must hold DIR/images/NAME.tif and DIR/labels/NAME.tif (integer labels, 0 = background). "
-            "An interrupted run is saved next to --out as OUT.partial and continued by running the same "
-            "command again."
+            "An interrupted run (Ctrl-C or SIGTERM) is saved next to --out as OUT.partial and continued by "
+            "running the same command again."
         ),
     )
     p.add_argument("--data", default="generated", help="'generated' or a folder with images/ and labels/ (default generated)")
@@ -81,11 +82,19 @@ def _run_train(args) -> int:
         train(options, log=lambda line: print(line, flush=True))
     except TrainingInterrupted as err:
         print(f"{PROG} train: {_one_line(err)}", file=sys.stderr)
-        return 130
+        return 128 + int(err.signal_number)  # 130 after Ctrl-C, 143 after SIGTERM
     except (ValueError, TypeError, OSError, CheckpointError, DownloadError) as err:
         print(f"{PROG} train: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except MemoryError as err:
+        print(f"{PROG} train: error: {_out_of_memory(err)}; try a smaller --batch-size or --objects", file=sys.stderr)
+        return 1
     return 0
+
+
+def _out_of_memory(err: MemoryError) -> str:
+    detail = _one_line(err)
+    return f"out of memory ({detail})" if detail else "out of memory"
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -100,13 +109,35 @@ def build_parser() -> argparse.ArgumentParser:
     from .volume.cli import add_embed_command
 
     add_embed_command(subparsers)
+    for command in subparsers.choices.values():
+        command.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     warnings.showwarning = _show_warning
-    return args.func(args)
+    # Each command reports the problems it expects in one line; anything else
+    # is a bug, and still ends in one line unless --debug asks for the traceback.
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError as err:
+        if args.debug:
+            raise
+        print(f"{PROG} {args.command}: error: {_out_of_memory(err)}", file=sys.stderr)
+        return 1
+    except Exception as err:
+        if args.debug:
+            raise
+        print(
+            f"{PROG} {args.command}: unexpected error: {type(err).__name__}: {_one_line(err)} "
+            "(run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -247,3 +247,27 @@ def test_file_sha256_matches_hashlib_across_chunks(tmp_path, monkeypatch):
     assert file_sha256(str(path)) == expected
     path.write_bytes(data[:-1])
     assert file_sha256(path) != expected
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_weights_that_are_not_finite_are_refused_naming_the_file(tmp_path, bad):
+    weights = sam_like_weights()
+    weights["mask_decoder.iou_token.weight"][0, 3] = bad
+    path = save(weights, tmp_path / "broken.pth")
+    with pytest.raises(CheckpointError) as err:
+        read_state_dict(path)
+    message = str(err.value)
+    assert str(path) in message and "mask_decoder.iou_token.weight" in message and "NaN or infinite" in message
+
+
+def test_load_model_refuses_a_model_whose_weights_are_nan(tmp_path):
+    from napari_sam.model import load_model
+    from napari_sam.model.build import build_sam, tiny_config
+
+    state = build_sam(tiny_config()).state_dict()
+    for value in state.values():
+        if value.is_floating_point():
+            value.fill_(float("nan"))
+    path = save(state, tmp_path / "nan_model.pt")
+    with pytest.raises(CheckpointError, match="nan_model.pt"):
+        load_model(path, device="cpu")

@@ -1,10 +1,12 @@
 """The image rule: any accepted image -> (H, W, 3) uint8 plus a rule string; resizing as SAM does."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
-from napari_sam.model.image import check_image, resize_longest_side, resized_shape, to_uint8_rgb
+from napari_sam.model.image import check_image, resize_longest_side, resized_shape, stack_intensity_range, to_uint8_rgb
 
 
 def ramp(h=40, w=50, lo=0.0, hi=1.0):
@@ -149,6 +151,47 @@ def test_constant_image_becomes_zeros(dtype):
     assert prepared.rgb.shape == (8, 9, 3)
     assert not prepared.rgb.any()
     assert "constant" in prepared.rule
+
+
+@pytest.mark.parametrize(
+    "value, dtype",
+    [(2**64 - 1, np.uint64), (2**63 - 1, np.int64), (1e17, np.float64), (-1e300, np.float64), (1e308, np.float64),
+     (3e38, np.float32)],
+)
+def test_constant_images_of_huge_values_become_zeros_without_warnings(value, dtype):
+    # lo + 1 == lo from about 1e16 on: the range of a constant image used to be empty (ZeroDivisionError).
+    image = np.full((64, 64), value, dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepared = to_uint8_rgb(image)
+        stack_range = stack_intensity_range(image[None])
+        again = to_uint8_rgb(image, stack_range)  # a stack's range is given back for each slice
+    assert not prepared.rgb.any() and "constant" in prepared.rule
+    assert not again.rgb.any()
+
+
+def test_values_near_the_float64_limits_are_scaled_without_warnings():
+    # Percentile interpolation and hi - lo overflowed: numpy warnings, and a black image.
+    image = ramp(40, 50, -1.0, 1.0) * 1e308
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepared = to_uint8_rgb(image)
+        given = to_uint8_rgb(image, (-1e308, 1e308))
+    for out in (prepared.rgb[..., 0], given.rgb[..., 0]):
+        flat = out.reshape(-1).astype(int)
+        assert flat.min() == 0 and flat.max() == 255 and np.all(np.diff(flat) >= 0)
+    expected = np.rint(255 * (ramp(40, 50, -1.0, 1.0) + 1) / 2)  # the same ramp at ordinary values
+    assert np.abs(given.rgb[..., 0] - expected).max() <= 1
+
+
+def test_huge_outliers_beside_ordinary_values_are_clipped_without_warnings():
+    image = ramp(20, 20, 0.0, 1000.0)
+    image[0, 0], image[0, 1] = 1e300, -1e300
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = to_uint8_rgb(image).rgb[..., 0]
+    assert out[0, 0] == 255 and out[0, 1] == 0
+    assert out.reshape(-1)[2:].max() == 255
 
 
 def test_nearly_constant_image_falls_back_to_min_max():
@@ -317,6 +360,8 @@ def test_smallest_accepted_image():
         ((3, 1000), 1024, (3, 1024)),  # 3.072 -> 3
         ((60, 80), 128, (96, 128)),
         ((333, 1000), 1024, (341, 1024)),  # 340.99 -> 341
+        ((2, 5000), 1024, (1, 1024)),  # 0.41 would round to 0 rows: kept at 1
+        ((5000, 2), 1024, (1024, 1)),
     ],
 )
 def test_resized_shape_rounds_as_sam(hw, side, expected):
@@ -342,6 +387,13 @@ def test_resize_longest_side_keeps_uint8_and_sets_size(hw):
     assert out.dtype == np.uint8
     assert out.shape == (*resized_shape(*hw, 128), 3)
     assert max(out.shape[:2]) == 128
+
+
+@pytest.mark.parametrize("hw", [(2, 5000), (4000, 2), (2, 2049)])
+def test_thin_strips_are_resized_to_at_least_one_pixel(hw):
+    rgb = np.random.default_rng(4).integers(0, 256, size=(*hw, 3), dtype=np.uint8)
+    out = resize_longest_side(rgb, 1024)
+    assert out.shape == (*resized_shape(*hw, 1024), 3) and min(out.shape[:2]) == 1
 
 
 def test_resize_keeps_a_flat_colour():

@@ -4,6 +4,8 @@ Parity with the reference at the real vit_b size is in test_parity_vit_b.py;
 here the model is small enough that every test runs in milliseconds.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -176,6 +178,60 @@ def test_bad_prompts_are_refused_with_a_message(predictor, prompt, error, word):
         predictor.predict(**prompt)
 
 
+@pytest.mark.parametrize("dtype", [bool, np.uint8, np.int32])
+def test_a_binary_mask_is_not_taken_for_logits(predictor, dtype):
+    # 0/1 or 0/255 read as logits: "unsure" and "certain" everywhere, without a word.
+    mask = np.zeros((1, 32, 32), dtype)
+    mask[0, 8:20, 8:20] = 1
+    with pytest.raises(TypeError, match=r"mask_to_logits"):
+        predictor.predict(point_coords=[[20, 30]], point_labels=[1], mask_input=mask)
+    with pytest.raises(TypeError, match=r"mask_to_logits"):
+        predictor.predict(mask_input=torch.from_numpy(mask))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+def test_mask_input_may_be_a_torch_tensor_of_any_float_dtype(predictor, dtype):
+    _, _, low = predictor.predict(point_coords=[[20, 30]], point_labels=[1], multimask_output=False)
+    logits = torch.from_numpy(low).to(dtype)
+    expected = predictor.predict(point_coords=[[20, 30]], point_labels=[1], mask_input=logits.float().numpy())
+    got = predictor.predict(point_coords=[[20, 30]], point_labels=[1], mask_input=logits)
+    np.testing.assert_array_equal(got[2], expected[2])
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        dict(mask_input=np.zeros((1, 32, 32), complex)),
+        dict(mask_input=torch.zeros(1, 32, 32, dtype=torch.complex64)),
+        dict(point_coords=np.array([[20 + 1j, 30]]), point_labels=[1]),
+        dict(point_coords=[[20, 30]], point_labels=np.array([1 + 0j])),
+        dict(box=np.array([5, 5, 40, 30], complex)),
+    ],
+)
+def test_complex_prompts_are_refused(predictor, prompt):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the imaginary part used to be dropped with only numpy's warning
+        with pytest.raises(TypeError, match="complex"):
+            predictor.predict(**prompt)
+
+
+@pytest.mark.parametrize("value", ["no", 0, 1, None, np.array([True])])
+def test_multimask_output_must_be_a_bool(predictor, value):
+    with pytest.raises(TypeError, match="multimask_output"):
+        predictor.predict(point_coords=[[20, 30]], point_labels=[1], multimask_output=value)
+    with pytest.raises(TypeError, match="return_logits"):
+        predictor.predict(point_coords=[[20, 30]], point_labels=[1], return_logits=value)
+    masks, _, _ = predictor.predict(point_coords=[[20, 30]], point_labels=[1], multimask_output=np.bool_(False))
+    assert masks.shape[0] == 1
+
+
+@pytest.mark.parametrize("box", [[10, 5, 10, 30], [5, 12, 40, 12], [W, 5, W + 10, 30], [5, -8, 40, 0]])
+def test_a_box_without_area_is_refused(predictor, box):
+    with pytest.raises(ValueError, match="no area"):
+        predictor.predict(box=box)
+    predictor.predict(box=[10, 5, 11, 6])  # one pixel (x1 = last column + 1) is a box
+
+
 def test_prompt_checks_directly():
     coords, labels = check_points([[1, 2], [3, 4]], [1, 0], (10, 10))
     assert coords.shape == (2, 2) and labels.dtype == np.int64
@@ -282,6 +338,47 @@ def test_set_embedding_with_wrong_feature_shape_is_refused(predictor, model):
     wrong_grid = ImageEmbedding(torch.zeros(1, 32, 16, 16), emb.original_size, emb.input_size, model.weights_id, "x")
     with pytest.raises(ValueError, match="shape"):
         predictor.set_embedding(wrong_grid)
+
+
+@pytest.mark.parametrize("hw", [(2, 5000), (3000, 2)])
+def test_thin_strips_give_masks_of_their_own_shape(model, hw):
+    # The short side would be resized to 0 pixels (Pillow: "height and width must be > 0").
+    p = SamPredictor(model, device="cpu", precision="fp32")
+    strip = np.random.default_rng(0).integers(0, 4000, hw, dtype=np.uint16)
+    emb = p.set_image(strip)
+    assert min(emb.input_size) == 1
+    H, W = hw
+    masks, scores, low = p.predict(point_coords=[[W // 2, H // 2]], point_labels=[1])
+    assert masks.shape == (3, H, W) and masks.dtype == bool and np.isfinite(scores).all()
+    masks, _, _ = p.predict(box=[0, 0, W, H], multimask_output=False)
+    assert masks.shape == (1, H, W)
+
+
+def test_set_embedding_with_sizes_that_do_not_fit_together_is_refused(predictor, model):
+    # An image of 956 x 856 is resized to 128 x 115 by this model, not to the 96 x 128 kept for 48 x 64.
+    emb = predictor.embedding
+    wrong = ImageEmbedding(emb.features, (956, 856), emb.input_size, model.weights_id, emb.preprocessing)
+    with pytest.raises(ValueError, match=r"956 x 856.*96 x 128"):
+        predictor.set_embedding(wrong)
+
+
+def test_an_encoder_that_gives_nan_is_refused_before_its_embedding_is_used(image):
+    broken = tiny_model()
+    with torch.no_grad():
+        broken.image_encoder.neck[0].weight.fill_(float("nan"))
+    p = SamPredictor(broken, device="cpu", precision="fp32")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        p.set_image(image)
+    assert not p.is_image_set
+
+
+def test_set_embedding_refuses_features_that_are_not_finite(predictor, model):
+    emb = predictor.embedding
+    features = emb.features.clone()
+    features[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        predictor.set_embedding(ImageEmbedding(features, emb.original_size, emb.input_size, model.weights_id, "r"))
+    assert predictor.embedding is emb  # the previous image stays
 
 
 def test_set_embedding_needs_an_image_embedding(predictor):

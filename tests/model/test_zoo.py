@@ -41,6 +41,15 @@ def isolated_cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def keep_registry():
+    """Put the registry's entries back after the test (registry and zoo share the one dict)."""
+    saved = dict(zoo.MODELS)
+    yield zoo.MODELS
+    zoo.MODELS.clear()
+    zoo.MODELS.update(saved)
+
+
+@pytest.fixture
 def server():
     with LocalFileServer() as srv:
         yield srv
@@ -128,6 +137,15 @@ def test_get_model_info_unknown_name_lists_known_ones():
         ({"hash": "ec2df627"}, "hash must look like"),
         ({"hash": "nosuchalg:abcd"}, "unknown hash algorithm"),
         ({"filename": "sub/file.pth"}, "bare file name"),
+        ({"filename": ".."}, "bare file name"),
+        ({"filename": "."}, "bare file name"),
+        ({"filename": "sub\\file.pth"}, "bare file name"),
+        ({"hash": "md5:" + "0" * 32}, "sha256"),
+        ({"hash": "sha1:" + "0" * 40}, "sha256"),
+        ({"hash": "sha256:" + "0" * 63}, "64 hex digits"),
+        ({"hash": "sha256:" + "0" * 65}, "64 hex digits"),
+        ({"hash": "xxh128:" + "0" * 31}, "32 hex digits"),
+        ({"hash": "xxh64:" + "0" * 16}, "sha256"),
         ({"url": "file:///etc/passwd"}, "url must start"),
         ({"size": 0}, "size"),
         ({"description": ""}, "description"),
@@ -143,8 +161,14 @@ def test_model_info_rejects_bad_entries(changes, problem):
         ModelInfo(**fields)
 
 
-def test_register_model_refuses_duplicates(monkeypatch):
-    monkeypatch.setattr(zoo, "MODELS", dict(zoo.MODELS))
+def test_model_info_accepts_sha256_and_xxh128():
+    fields = dict(name="x", model_type="vit_b", url="https://example.org/x.pth", size=10, filename="x.pth",
+                  description="d", licence="l")
+    assert ModelInfo(hash="sha256:" + "Ab" * 32, **fields).hash_hex == "ab" * 32
+    assert ModelInfo(hash="xxh128:" + "0f" * 16, **fields).hash_algorithm == "xxh128"
+
+
+def test_register_model_refuses_duplicates(keep_registry):
     info = make_info("https://example.org/x.pth", b"x", name="vit_b")
     with pytest.raises(ValueError, match="already registered"):
         zoo.register_model(info)
@@ -414,10 +438,9 @@ def test_load_model_from_zoo_entry_downloads_and_verifies(tiny_checkpoint, serve
     assert model.checkpoint_sha256 == info.hash_hex
 
 
-def test_load_model_by_registered_name(tiny_checkpoint, server, monkeypatch):
+def test_load_model_by_registered_name(tiny_checkpoint, server, keep_registry):
     path, expected = tiny_checkpoint
     data = path.read_bytes()
-    monkeypatch.setattr(zoo, "MODELS", dict(zoo.MODELS))
     zoo.register_model(make_info(server.add("tiny.pth", data), data, name="tiny_test"))
     model = load_model("tiny_test", device="cpu")
     assert_loaded_weights(model, expected)

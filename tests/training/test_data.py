@@ -3,6 +3,7 @@ import pytest
 import tifffile
 
 from napari_sam.training.data import (
+    check_labels,
     FolderSource,
     GeneratedSource,
     draw_prepared,
@@ -126,3 +127,29 @@ def test_folder_label_shape_mismatch_names_the_file(tmp_path):
     _write_pair(tmp_path, "bad", np.zeros((64, 64), np.uint8), _nuclei_labels((64, 60)))
     with pytest.raises(ValueError, match="bad.tif"):
         FolderSource(tmp_path)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64])
+def test_label_ids_beyond_int32_are_renumbered_without_merging(dtype):
+    # 2**32 + 1 used to wrap to 1 and 2**31 to a negative id: objects merged silently.
+    labels = np.zeros((64, 64), dtype)
+    labels[2:12, 2:12] = 1
+    labels[20:30, 20:30] = 2**32 + 1
+    labels[40:50, 40:50] = 2**31
+    labels[50:60, 5:15] = 7
+    out = check_labels(labels, (64, 64))
+    assert out.dtype == np.int32
+    assert out.min() == 0 and (out == 0).sum() == (labels == 0).sum()
+    # one new id per old id, the same pixels for each: nothing merged, nothing split
+    for old in (1, 7, 2**31, 2**32 + 1):
+        new = np.unique(out[labels == old])
+        assert new.size == 1 and new[0] > 0
+        assert np.array_equal(out == new[0], labels == old)
+    assert np.unique(out).size == 5
+
+
+def test_small_label_ids_are_kept_as_they_are():
+    labels = np.zeros((32, 32), np.int64)
+    labels[4:9, 4:9] = 12
+    labels[20:25, 20:25] = 3
+    assert np.array_equal(check_labels(labels, (32, 32)), labels.astype(np.int32))

@@ -2,12 +2,15 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import read_only_folder
+
 from napari_sam.model.build import build_sam
 from napari_sam.model.zoo import load_model
 from napari_sam.training import TrainingInterrupted, TrainOptions, train, training_config
 from napari_sam.training.checkpoints import KEEP_FLOAT32, partial_path
 from napari_sam.training.data import GeneratedSource, draw_prepared, encoder_batch
-from napari_sam.training.loop import _computing_in, _select_objects, interactive_loss, learning_rate
+from napari_sam.training.interactive import interactive_loss, select_objects
+from napari_sam.training.loop import _computing_in, learning_rate
 
 
 def tiny_options(out, **kw):
@@ -164,7 +167,7 @@ def test_training_lowers_the_interactive_loss(precision, full_size):
     model = build_sam(training_config("tiny")).train()
     cfg = model.config
     pairs = [draw_prepared(GeneratedSource(), 11, 0, b, cfg.image_size, 4 * cfg.embedding_size) for b in range(2)]
-    image_index, masks, low_res = _select_objects(pairs, 3, np.random.default_rng(0))
+    image_index, masks, low_res = select_objects(pairs, 3, np.random.default_rng(0))
     x = encoder_batch(pairs, model)
 
     def loss_now():
@@ -216,7 +219,7 @@ def test_a_failed_write_leaves_the_previous_file_intact(tmp_path, monkeypatch):
 
 
 def test_coverage_targets_are_area_fractions_of_each_mask_pixel():
-    from napari_sam.training.loop import object_coverage
+    from napari_sam.training.interactive import object_coverage
 
     mask = np.zeros((16, 16), bool)
     mask[0:4, 0:4] = True  # one whole low-res pixel
@@ -232,7 +235,7 @@ def _one_step_batch():
     model = build_sam(training_config("tiny")).train()
     cfg = model.config
     pairs = [draw_prepared(GeneratedSource(), 5, 0, 0, cfg.image_size, 4 * cfg.embedding_size)]
-    image_index, masks, low_res = _select_objects(pairs, 3, np.random.default_rng(0))
+    image_index, masks, low_res = select_objects(pairs, 3, np.random.default_rng(0))
     with torch.no_grad():
         emb = model.image_encoder(encoder_batch(pairs, model))[torch.from_numpy(image_index)]
     return model, emb, masks, low_res
@@ -240,7 +243,7 @@ def _one_step_batch():
 
 @pytest.mark.parametrize("full_size", [False, True])
 def test_the_loss_compares_masks_at_the_size_asked_for(full_size, monkeypatch):
-    from napari_sam.training import loop
+    from napari_sam.training import interactive as loop
 
     model, emb, masks, low_res = _one_step_batch()
     seen = []
@@ -284,3 +287,39 @@ def test_the_last_share_of_steps_uses_the_full_size_loss(tmp_path, monkeypatch):
     flags.clear()
     train(tiny_options(tmp_path / "n.pt", steps=2, full_size_loss=0.0), log=quiet)
     assert flags == [False, False]
+
+
+def test_unwritable_output_folder_is_refused_before_the_first_step(tmp_path, monkeypatch):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    read_only_folder(monkeypatch, folder)
+    lines = []
+    with pytest.raises(ValueError) as info:
+        train(tiny_options(folder / "m.pt", steps=2), log=lines.append)
+    message = str(info.value)
+    assert str(folder) in message and "read-only" in message and ".tmp" not in message
+    assert not [line for line in lines if line.startswith("step ")]  # refused before training, not after
+
+
+def test_a_model_that_cannot_be_written_at_the_end_is_kept_as_the_unfinished_run(tmp_path, monkeypatch):
+    from napari_sam.training import checkpoints
+
+    out = tmp_path / "m.pt"
+    real = checkpoints.save_atomic
+
+    def disk_full_for_the_model(obj, path):
+        if path == out:
+            raise OSError(28, "No space left on device")
+        return real(obj, path)
+
+    monkeypatch.setattr(checkpoints, "save_atomic", disk_full_for_the_model)
+    with pytest.raises(OSError) as info:
+        train(tiny_options(out, steps=2), log=quiet)
+    assert str(out) in str(info.value) and "run the same command again" in str(info.value)
+    partial = partial_path(out)
+    assert torch.load(partial, weights_only=True)["step"] == 2
+    monkeypatch.undo()
+    lines = []
+    train(tiny_options(out, steps=2), log=lines.append)  # writes the model without training again
+    assert out.is_file() and not partial.exists()
+    assert not [line for line in lines if line.startswith("step ")]

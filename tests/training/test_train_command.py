@@ -37,6 +37,14 @@ def test_existing_out(tmp_path, capsys):
     assert "--overwrite" in line and out.read_bytes() == b"x"
 
 
+def test_unwritable_out_folder_is_one_line_before_training(tmp_path, capsys, monkeypatch):
+    from helpers import read_only_folder
+
+    read_only_folder(monkeypatch, tmp_path)
+    line = run_failing(capsys, ["--out", str(tmp_path / "m.pt"), *TINY])
+    assert f"cannot write in the output folder {tmp_path}" in line and "read-only" in line
+
+
 def test_folder_without_pairs(tmp_path, capsys):
     line = run_failing(capsys, ["--data", str(tmp_path), "--out", str(tmp_path / "m.pt"), *TINY])
     assert "images/" in line
@@ -92,3 +100,65 @@ def test_subcommand_is_required(capsys):
     with pytest.raises(SystemExit) as info:
         main([])
     assert info.value.code != 0
+
+
+def test_sigterm_saves_the_run_and_the_same_command_resumes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import napari_sam
+
+    out = tmp_path / "m.pt"
+    command = [sys.executable, "-m", "napari_sam.cli", "train", "--out", str(out), *TINY, "--log-every", "1"]
+    command[command.index("--steps") + 1] = "60"
+    env = dict(os.environ, PYTHONPATH=str(Path(napari_sam.__file__).parents[1]))
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in proc.stdout:
+            if line.startswith("step 2/"):
+                proc.send_signal(signal.SIGTERM)
+                break
+        rest, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    partial = out.with_name(out.name + ".partial")
+    assert partial.is_file() and not out.exists()
+    step = torch.load(partial, weights_only=True)["step"]
+    assert 2 <= step < 60
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"resuming {partial} at step {step} of 60" in again.stdout
+    assert out.is_file() and not partial.exists()
+
+
+def test_an_unexpected_error_is_one_line_unless_debug(tmp_path, capsys, monkeypatch):
+    from napari_sam.training import loop
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the loss went somewhere odd")
+
+    monkeypatch.setattr(loop, "interactive_loss", broken)
+    argv = ["train", "--out", str(tmp_path / "m.pt"), *TINY]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "RuntimeError: the loss went somewhere odd" in lines[0] and "--debug" in lines[0]
+    with pytest.raises(RuntimeError, match="somewhere odd"):
+        main([*argv, "--debug"])
+
+
+def test_running_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
+    from napari_sam.training import loop
+
+    def hungry(*args, **kwargs):
+        raise MemoryError("the batch needs 40 GB")
+
+    monkeypatch.setattr(loop, "interactive_loss", hungry)
+    line = run_failing(capsys, ["--out", str(tmp_path / "m.pt"), *TINY])
+    assert "memory" in line and "40 GB" in line

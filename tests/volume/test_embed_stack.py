@@ -156,3 +156,47 @@ def test_stack_through_a_4d_image():
         stack_through(tzyx, (5, 0, 0, 0))
     with pytest.raises(ValueError, match="single plane"):
         stack_through(tzyx[0, 0], (0, 0))
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 2), (5, 48, 4), (3, 128, 1)])
+def test_a_trailing_channel_axis_is_not_taken_for_image_columns(predictor, shape):
+    # (z, y, x, c) of a 2-channel stack used to become z*y "slices" of x by c pixels.
+    with pytest.raises(ValueError, match=r"looks like .*channels.*rgb=True.*stack\[\.\.\., 0\]"):
+        embed_stack(predictor, np.zeros(shape, np.uint16))
+
+
+def test_narrow_planes_that_are_not_channels_are_kept(predictor):
+    assert StackEmbeddings(predictor, np.zeros((3, 20, 6), np.uint16)).slice_shape == (20, 6)
+    assert StackEmbeddings(predictor, np.zeros((3, 12, 4), np.uint16)).slice_shape == (12, 4)
+
+
+def test_a_stored_entry_of_the_wrong_size_is_computed_again(tmp_path, predictor, stack):
+    from napari_sam.model.embedding import ImageEmbedding
+
+    store = EmbeddingStore(tmp_path)
+    sl = StackEmbeddings(predictor, stack, store)
+    good = sl.compute(0)
+    wrong = ImageEmbedding(good.features, (good.original_size[0] + 8, good.original_size[1]), good.input_size,
+                           good.model_id, good.preprocessing)
+    store.put(sl.key(0), wrong)  # a consistent entry under slice 0's name, for a plane of another size
+    again = StackEmbeddings(predictor, stack, store)
+    assert not again.is_available(0)
+    assert again.get(0).original_size == tuple(stack.shape[1:])
+    assert again.computed == 1
+
+
+def test_an_fp32_predictor_does_not_reuse_bf16_embeddings(tmp_path, stack):
+    from volume_helpers import CountingPredictor, tiny_model
+
+    model = tiny_model()
+    half = CountingPredictor(model, device="cpu", precision="bf16")
+    full = CountingPredictor(model, device="cpu", precision="fp32")
+    store = EmbeddingStore(tmp_path)
+    first = embed_stack(half, stack[:2], store)
+    assert {e.precision for e in first.embeddings.values()} == {"bf16"}
+    again = embed_stack(full, stack[:2], store)
+    assert again.computed == [0, 1] and full.encoder_runs == 2
+    assert {e.precision for e in again.embeddings.values()} == {"fp32"}
+    assert embed_stack(half, stack[:2], store).loaded == [0, 1]  # each precision finds its own
+    full.set_embedding(first.embeddings[0])  # decoding accepts either precision
+    assert full.embedding.precision == "bf16"

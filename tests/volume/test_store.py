@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from napari_sam.model.embedding import ImageEmbedding
+from napari_sam.volume import entry_format
 from napari_sam.volume import store as store_module
 from napari_sam.volume.store import CacheWriteError, EmbeddingStore, SliceKey
 
@@ -57,9 +58,9 @@ def test_other_identity_is_never_used(tmp_path, other):
 
 def test_other_format_version_is_never_used(tmp_path, monkeypatch):
     store = EmbeddingStore(tmp_path)
-    monkeypatch.setattr(store_module, "FORMAT_VERSION", 0)
+    monkeypatch.setattr(entry_format, "FORMAT_VERSION", 0)
     store.put(key(), embedding())
-    monkeypatch.setattr(store_module, "FORMAT_VERSION", 1)
+    monkeypatch.undo()
     assert store.get(key()) is None
 
 
@@ -76,7 +77,9 @@ def test_header_with_other_version_is_not_used(tmp_path):
     store = EmbeddingStore(tmp_path)
     path = store.put(key(), embedding())
     data = path.read_bytes()
-    path.write_bytes(data.replace(b'"format": 1', b'"format": 9'))
+    version = f'"format": {entry_format.FORMAT_VERSION}'.encode()
+    assert version in data
+    path.write_bytes(data.replace(version, b'"format": 9'))
     assert store.get(key()) is None
 
 
@@ -192,3 +195,65 @@ def test_bad_arguments(tmp_path):
 def test_default_folder_follows_cache_env(tmp_path, monkeypatch):
     monkeypatch.setenv("NAPARI_SAM_CACHE_DIR", str(tmp_path))
     assert EmbeddingStore().folder == tmp_path / "embeddings"
+
+
+def test_an_edited_header_is_caught_by_the_checksum(tmp_path):
+    # Same length, so the payload stays where it was: only a checksum over the header notices.
+    store = EmbeddingStore(tmp_path)
+    path = store.put(key(), embedding())
+    data = path.read_bytes()
+    assert data.count(b'"original_size": [100, 120]') == 1
+    path.write_bytes(data.replace(b'"original_size": [100, 120]', b'"original_size": [956, 856]'))
+    assert store.get(key()) is None
+    assert not path.exists()  # damaged: removed, to be computed again
+
+
+def test_an_entry_for_another_slice_size_is_not_used(tmp_path):
+    store = EmbeddingStore(tmp_path)
+    store.put(key(), embedding())  # made for a 100 x 120 slice
+    assert store.get(key(), original_size=(100, 120)) is not None
+    assert store.contains(key(), original_size=(100, 120))
+    assert store.get(key(), original_size=(64, 64)) is None
+    assert not store.contains(key(), original_size=(64, 64))
+
+
+def test_an_embedding_that_is_not_finite_is_not_saved(tmp_path):
+    emb = embedding()
+    emb.features[0, 1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        EmbeddingStore(tmp_path).put(key(), emb)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_read_only_cache_is_not_told_to_free_space(tmp_path, monkeypatch):
+    from helpers import read_only_folder
+
+    store = EmbeddingStore(tmp_path)
+    read_only_folder(monkeypatch, tmp_path)
+    with pytest.raises(CacheWriteError) as err:
+        store.put(key(), embedding())
+    message = str(err.value)
+    assert "read-only" in message and str(tmp_path) in message and "choose another cache folder" in message
+    assert "free some space" not in message and "full" not in message
+
+
+def test_a_full_disk_is_told_to_free_space(tmp_path, monkeypatch):
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store_module.os, "fsync", full_disk)
+    with pytest.raises(CacheWriteError, match="the disk is full; free some space"):
+        EmbeddingStore(tmp_path).put(key(), embedding())
+
+
+def test_precision_is_part_of_an_entrys_identity(tmp_path):
+    store = EmbeddingStore(tmp_path)
+    bf16 = ImageEmbedding(embedding().features, (100, 120), (107, 128), MODEL, RULE, precision="bf16")
+    store.put(SliceKey("f" * 32, MODEL, RULE, precision="bf16"), bf16)
+    assert store.get(key()) is None and not store.contains(key())  # an fp32 request never gets a bf16 entry
+    back = store.get(SliceKey("f" * 32, MODEL, RULE, precision="bf16"))
+    assert back is not None and back.precision == "bf16"
+    store.put(key(), embedding())
+    assert store.get(key()).precision == "fp32" and len(store) == 2
+    with pytest.raises(ValueError, match="precision"):
+        store.put(key(), bf16)

@@ -495,3 +495,14 @@ def test_two_docks_on_one_image_share_one_session_and_model(make_napari_viewer, 
     assert not w.session.closed
     w.points.add([1, 20, 20])
     assert settle(qtbot, w) is not None
+
+
+def test_a_box_without_area_is_no_prompt(make_napari_viewer, qtbot, stub_factory):
+    img = np.zeros((40, 40), np.uint8)
+    viewer, image, w = start(make_napari_viewer, qtbot, img, stub_factory)
+    w.boxes.add_rectangles(np.array([[20, 30], [20, 30]]))  # what a click of the rectangle tool gives
+    assert settle(qtbot, w) is None and w.session.status.level != "error"
+    w.boxes.add_rectangles(np.array([[50, 50], [60, 60]]))  # beside the image
+    assert settle(qtbot, w) is None
+    w.boxes.add_rectangles(np.array([[10, 10], [30, 20]]))
+    assert settle(qtbot, w) is not None

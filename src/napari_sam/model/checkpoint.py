@@ -77,8 +77,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     (for example an extra decoder head saved next to SAM) are dropped.
 
     Raises :class:`CheckpointError` naming the file when it is missing, not a
-    torch file, damaged, would need to run code to be opened, or does not
-    hold a complete SAM model.
+    torch file, damaged, would need to run code to be opened, does not
+    hold a complete SAM model or holds NaN or infinite weights.
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"checkpoint path must be a str or Path, got {type(path).__name__}")
@@ -86,7 +86,19 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     _check_is_readable_file(path)
     content = _torch_load_weights_only(path)
     weights = _find_sam_weights(content, path)
+    _check_finite(weights, path)
     return weights
+
+
+def _check_finite(weights: dict[str, torch.Tensor], path: Path) -> None:
+    """A NaN or infinite weight makes every embedding NaN, and every mask empty, without an error."""
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise CheckpointError(
+            f"Checkpoint file {path} holds NaN or infinite weights (in {bad[0]}{more}); such a model gives "
+            "empty masks. The training that wrote it probably diverged: use an earlier checkpoint."
+        )
 
 
 def _check_is_readable_file(path: Path) -> None:

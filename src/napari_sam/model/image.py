@@ -13,7 +13,8 @@ that:
   the image; a caller may pass its own range instead (napari's contrast
   limits, or one range for a whole stack so slices are treated alike).
   If the percentiles coincide we fall back to min/max; a constant image becomes
-  all zeros. NaN becomes 0 (the bottom of the range); +/-inf are clipped.
+  all zeros, whatever its value. NaN becomes 0 (the bottom of the range);
+  +/-inf are clipped. The arithmetic cannot overflow, up to float64's limits.
 * The resulting uint8 RGB image is resized (bilinear, Pillow) so its longest
   side is the model's input size (1024), normalised with SAM's pixel mean/std
   and zero-padded at the bottom/right to a square.
@@ -22,6 +23,7 @@ The rule, with its numbers, is returned as a string: it is part of what
 identifies an embedding (an embedding made with another rule is another one).
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,23 +77,40 @@ def check_image(image) -> np.ndarray:
 
 
 def to_uint8_rgb(image, intensity_range: tuple[float, float] | None = None) -> PreparedImage:
-    """Apply the module's rule: any accepted image -> (H, W, 3) uint8 and the rule used."""
-    arr = check_image(image)
-    if arr.ndim == 3:
-        arr = arr[..., :3] if arr.shape[-1] >= 3 else arr[..., 0]
-    if arr.dtype == np.uint8 and intensity_range is None:
-        rule = "uint8"
-        u8 = arr
-    elif arr.dtype == np.bool_:
-        rule = "bool:0/255"
-        u8 = arr.astype(np.uint8) * 255
-    else:
-        lo, hi, how = _intensity_range(arr, intensity_range)
-        rule = f"linear:{how}:{lo!r}:{hi!r}"
-        u8 = _scale_to_uint8(arr, lo, hi)
+    """Apply the module's rule: any accepted image -> (H, W, 3) uint8 and the rule used.
+
+    For a grayscale image ``rgb`` is a read-only view repeating one uint8 plane
+    three times (1 byte per pixel, not 3); :func:`resize_longest_side` resizes
+    that plane alone, with the same result.
+    """
+    arr = _pixels(check_image(image))
+    rule, scale = _rule(arr, intensity_range)
+    u8 = scale(arr)
     if u8.ndim == 2:
-        u8 = np.repeat(u8[:, :, None], 3, axis=2)
-    return PreparedImage(np.ascontiguousarray(u8), f"v{RULE_VERSION}:{rule}")
+        return PreparedImage(np.broadcast_to(u8[:, :, None], (*u8.shape, 3)), rule)
+    return PreparedImage(np.ascontiguousarray(u8), rule)
+
+
+def image_rule(image, intensity_range: tuple[float, float] | None = None) -> str:
+    """The rule string :func:`to_uint8_rgb` would return, without scaling the pixels (part of a cache key)."""
+    return _rule(_pixels(check_image(image)), intensity_range)[0]
+
+
+def _pixels(arr: np.ndarray) -> np.ndarray:
+    """The colour channels the rule uses: (H, W) grayscale or (H, W, 3); alpha is dropped."""
+    if arr.ndim == 3:
+        return arr[..., :3] if arr.shape[-1] >= 3 else arr[..., 0]
+    return arr
+
+
+def _rule(arr: np.ndarray, intensity_range):
+    """(rule string, function mapping ``arr`` to uint8)."""
+    if arr.dtype == np.uint8 and intensity_range is None:
+        return f"v{RULE_VERSION}:uint8", lambda a: a
+    if arr.dtype == np.bool_:
+        return f"v{RULE_VERSION}:bool:0/255", lambda a: np.multiply(a, np.uint8(255), dtype=np.uint8)
+    lo, hi, how = _intensity_range(arr, intensity_range)
+    return f"v{RULE_VERSION}:linear:{how}:{lo!r}:{hi!r}", lambda a: _scale_to_uint8(a, lo, hi)
 
 
 def _intensity_range(arr: np.ndarray, given) -> tuple[float, float, str]:
@@ -111,29 +130,101 @@ def _intensity_range(arr: np.ndarray, given) -> tuple[float, float, str]:
     if flat.size == 0:  # all NaN/inf
         return 0.0, 1.0, "no-finite-pixels"
     flat = flat.astype(np.float64)
-    lo, hi = np.percentile(flat, PERCENTILES)
+    lo, hi = _percentiles(flat)
     how = f"percentile{PERCENTILES[0]}-{PERCENTILES[1]}"
     if hi <= lo:
         lo, hi = float(flat.min()), float(flat.max())
         how = "minmax"
     if hi <= lo:
-        return lo, lo + 1.0, "constant"
+        return (*_constant_range(lo), "constant")
     return float(lo), float(hi), how
 
 
+# Beyond this, the differences np.percentile interpolates with (b - a) overflow float64.
+_HUGE = 2.0**1020
+
+
+def _percentiles(flat: np.ndarray) -> tuple[float, float]:
+    if np.abs(flat).max() < _HUGE:
+        lo, hi = np.percentile(flat, PERCENTILES)
+        return float(lo), float(hi)
+    # Halving is exact for such values, so the percentiles of the halves, doubled, are the ones
+    # asked for, computed without an overflow.
+    lo, hi = np.percentile(flat * 0.5, PERCENTILES)
+    return float(lo) * 2.0, float(hi) * 2.0
+
+
+def _constant_range(value: float) -> tuple[float, float]:
+    """A range with ``value`` at its bottom, so a constant image becomes black.
+
+    The range is one unit wide, or the gap to the next float where ``value + 1
+    == value`` (from about 1e16 on); at the largest float64 there is no room
+    above, and the range ends at it instead.
+    """
+    value = float(value)
+    step = max(1.0, math.ulp(value))  # Python floats: value + step overflows to inf without a warning
+    if math.isfinite(value + step):
+        return value, value + step
+    return value - step, value
+
+
+# Pixels scaled per block: the float copies of a huge plane stay a few MB.
+_BLOCK_PIXELS = 1 << 20
+# float32 arithmetic (as always) where the range fits it with room to spare; float64 beyond.
+_FLOAT32_SAFE = 1e37
+
+
 def _scale_to_uint8(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    x = arr.astype(np.float32)
+    """(x - lo) / (hi - lo) * 255, clipped and rounded, in blocks of rows; never overflows or warns.
+
+    Pixels beyond float32 (or the range's own overflow) become +-inf and are
+    clipped to 255 / 0, which is where they belong; NaN becomes 0.
+    """
+    out = np.empty(arr.shape, np.uint8)
+    fits_float32 = max(abs(lo), abs(hi)) < _FLOAT32_SAFE and (hi - lo) > 1.0 / _FLOAT32_SAFE
+    per_row = max(1, int(np.prod(arr.shape[1:], dtype=np.int64)))
+    rows = max(1, _BLOCK_PIXELS // per_row)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        for r in range(0, arr.shape[0], rows):
+            block = arr[r : r + rows]
+            x = _scaled_float32(block, lo, hi) if fits_float32 else _scaled_float64(block, lo, hi)
+            np.nan_to_num(x, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
+            np.clip(x, 0, 255, out=x)
+            np.rint(x, out=x)
+            out[r : r + rows] = x
+    return out
+
+
+def _scaled_float32(block: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    x = block.astype(np.float32)
     x -= np.float32(lo)
     x *= np.float32(255.0 / (hi - lo))
-    np.nan_to_num(x, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
-    np.clip(x, 0, 255, out=x)
-    return np.rint(x).astype(np.uint8)
+    return x
+
+
+def _scaled_float64(block: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    x = block.astype(np.float64)
+    span = hi - lo
+    if np.isfinite(span):
+        x -= lo
+    else:  # hi - lo itself overflows: the same quotient on halves
+        x *= 0.5
+        x -= lo * 0.5
+        span = hi * 0.5 - lo * 0.5
+    x /= span  # divided, not multiplied by 255 / span, which overflows for tiny spans
+    x *= 255.0
+    return x
 
 
 def resized_shape(height: int, width: int, long_side: int) -> tuple[int, int]:
-    """(h, w) after scaling the longest side to ``long_side`` (rounded as SAM does)."""
+    """(h, w) after scaling the longest side to ``long_side`` (rounded as SAM does, but at least 1 pixel).
+
+    A strip more than 2048 times as long as it is wide (2 x 5000 at 1024)
+    would round to 0 pixels across; it keeps 1, and its masks are resized
+    back to its own shape like any other image's.
+    """
     scale = long_side / max(height, width)
-    return int(height * scale + 0.5), int(width * scale + 0.5)
+    return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
 
 
 def resize_longest_side(rgb: np.ndarray, long_side: int) -> np.ndarray:
@@ -141,6 +232,11 @@ def resize_longest_side(rgb: np.ndarray, long_side: int) -> np.ndarray:
     h, w = resized_shape(rgb.shape[0], rgb.shape[1], long_side)
     if (h, w) == rgb.shape[:2]:
         return rgb
+    if rgb.strides[2] == 0:
+        # One plane repeated (grayscale from to_uint8_rgb): Pillow resizes each channel alike, so
+        # resizing the plane once gives the same pixels without a 3- (Pillow: 4-) byte copy of it.
+        gray = np.asarray(Image.fromarray(np.ascontiguousarray(rgb[:, :, 0])).resize((w, h), Image.BILINEAR))
+        return np.repeat(gray[:, :, None], 3, axis=2)
     return np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
 
 

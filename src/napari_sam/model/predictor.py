@@ -15,11 +15,12 @@ import copy
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .device import pick_device, pick_precision
 from .embedding import ImageEmbedding
-from .image import encoder_input, resize_longest_side, to_uint8_rgb
+from .image import encoder_input, resize_longest_side, resized_shape, to_uint8_rgb
+from .postprocess import masks_at_original_size, size_text, upscale_logits
+from .prompt_checks import check_box, check_flag, check_mask_input, check_points
 
 
 class SamPredictor:
@@ -65,24 +66,38 @@ class SamPredictor:
     @torch.inference_mode()
     def set_image(self, image, intensity_range: tuple[float, float] | None = None) -> ImageEmbedding:
         """Embed a 2D image (H, W), (H, W, 1|3|4) of any numeric dtype; see napari_sam.model.image."""
-        prepared = to_uint8_rgb(image, intensity_range)
-        resized = resize_longest_side(prepared.rgb, self.model.image_size)
+        try:
+            prepared = to_uint8_rgb(image, intensity_range)
+            resized = resize_longest_side(prepared.rgb, self.model.image_size)
+        except MemoryError as err:
+            raise MemoryError(_preparing_needs(image, err)) from None
         x = encoder_input(
             resized, self.model.pixel_mean, self.model.pixel_std, self.model.image_size, self.device, self.encoder_dtype
         )
         features = self._encoder(x).float()
-        self._prepared = self._decoder_inputs = None
-        self._embedding = ImageEmbedding(
+        embedding = ImageEmbedding(
             features=features,
             original_size=prepared.rgb.shape[:2],
             input_size=resized.shape[:2],
             model_id=self.model.weights_id,
             preprocessing=prepared.rule,
+            precision=self.embedding_precision,
         )
+        embedding.check_finite("the image encoder's output for this image")
+        self._prepared = self._decoder_inputs = None
+        self._embedding = embedding
         return self._embedding
 
+    @property
+    def embedding_precision(self) -> str:
+        """The precision this predictor's image encoder computes in: "bf16" or "fp32"."""
+        return "bf16" if self.encoder_dtype == torch.bfloat16 else "fp32"
+
     def set_embedding(self, embedding: ImageEmbedding) -> None:
-        """Decode from a stored embedding (e.g. from a cache) without encoding again."""
+        """Decode from a stored embedding (e.g. from a cache) without encoding again.
+
+        Either precision is accepted: the caller's key decides which one it wants.
+        """
         if not isinstance(embedding, ImageEmbedding):
             raise TypeError(f"expected an ImageEmbedding, got {type(embedding).__name__}")
         if embedding.model_id != self.model.weights_id:
@@ -93,6 +108,15 @@ class SamPredictor:
         expected = (self.model.prompt_encoder.embed_dim, *self.model.prompt_encoder.image_embedding_size)
         if tuple(embedding.features.shape[1:]) != expected:
             raise ValueError(f"embedding features have shape {tuple(embedding.features.shape)}, expected (1, {expected})")
+        (H, W), (h, w) = embedding.original_size, embedding.input_size
+        if (h, w) != resized_shape(H, W, self.model.image_size):
+            # Prompts and masks would be placed with the wrong scale.
+            raise ValueError(
+                f"the embedding says an image of {H} x {W} pixels was resized to {h} x {w}, but this model resizes "
+                f"it to {' x '.join(map(str, resized_shape(H, W, self.model.image_size)))}: the embedding is "
+                "damaged or not from this image; embed the image again"
+            )
+        embedding.check_finite()
         self._prepared = self._decoder_inputs = None
         self._embedding = embedding.to(self.device, torch.float32)
 
@@ -133,13 +157,16 @@ class SamPredictor:
         0 = background; box (4,) as x0, y0, x1, y1; mask_input (1, h, w) low-res
         logits of an earlier prediction (SAM's interactive refinement).
         """
+        multimask_output = check_flag(multimask_output, "multimask_output")
+        return_logits = check_flag(return_logits, "return_logits")
         emb = self._require_embedding()
         prompts = self._prepare_prompts(emb, point_coords, point_labels, box, mask_input)
         low_res, iou = self._decode(emb, *prompts, multimask_output=multimask_output)
-        masks = self.upscale_logits(low_res, emb)
-        if not return_logits:
-            masks = masks > 0.0
-        return masks[0].cpu().numpy(), iou[0].cpu().numpy(), low_res[0].cpu().numpy()
+        with torch.inference_mode():
+            masks = masks_at_original_size(
+                low_res, self.model.image_size, emb.input_size, emb.original_size, logits=return_logits
+            )
+        return masks[0].numpy(), iou[0].cpu().numpy(), low_res[0].cpu().numpy()
 
     def _prepare_prompts(self, emb, point_coords, point_labels, box, mask_input):
         H, W = emb.original_size
@@ -226,107 +253,23 @@ class SamPredictor:
 
     @torch.inference_mode()
     def upscale_logits(self, low_res: torch.Tensor, emb: ImageEmbedding) -> torch.Tensor:
-        """Low-res logits (B, C, 4h, 4w) -> logits at the original image size (B, C, H, W).
+        """Low-res logits (B, C, 4h, 4w) -> logits at the original image size (B, C, H, W), whole planes.
 
         As SAM does: upsample to the padded encoder input, drop the padding,
-        then resize to the original size (skipped when that is the same size:
-        bilinear resizing to the same size is the identity).
+        then resize to the original size. ``predict`` computes the same numbers
+        in bands (:func:`napari_sam.model.postprocess.masks_at_original_size`).
         """
-        side = self.model.image_size
-        (h, w), (H, W) = emb.input_size, emb.original_size
-        lh, lw = low_res.shape[-2:]
-        if lh == lw and side % lw == 0:
-            x = _resize_planes(_crop_padding(low_res, side, h, w), None, scale=side // lw)[..., :h, :w]
-        else:  # not SAM's layout (square, an integer factor below the input): the general path
-            x = _resize_planes(low_res, (side, side))[..., :h, :w]
-        if (h, w) != (H, W):
-            x = _resize_planes(x, (H, W))
-        return x
+        return upscale_logits(low_res, self.model.image_size, emb.input_size, emb.original_size)
 
 
-def _crop_padding(low_res: torch.Tensor, side: int, h: int, w: int) -> torch.Tensor:
-    """Low-res logits without the rows/columns that only ever become padding, which is dropped anyway.
-
-    Upsampling by the same integer factor, every kept pixel has the same
-    source position and neighbours: the result is identical, on fewer pixels
-    (a 300x1000 image: about half the upsampling time). One extra row and
-    column stay, the neighbours of the last kept pixels.
-    """
-    f = side // low_res.shape[-1]
-    rows = min(low_res.shape[-2], -(-h // f) + 1)
-    cols = min(low_res.shape[-1], -(-w // f) + 1)
-    return low_res[..., :rows, :cols]
-
-
-def _resize_planes(x: torch.Tensor, size: tuple[int, int] | None, scale: int | None = None) -> torch.Tensor:
-    """Bilinear resize of (B, C, h, w) logits to ``size``, or by an integer ``scale``, each plane on its own.
-
-    Resizing the masks as a batch of single-channel images gives the same
-    numbers and, on the CPU, measured about 5x faster than as one 3-channel
-    image (which the kernel copies around).
-    """
-    B, C = x.shape[:2]
-    if size is None:
-        size = (x.shape[-2] * scale, x.shape[-1] * scale)
-    planes = x.reshape(B * C, 1, *x.shape[2:])
-    return F.interpolate(planes, size, mode="bilinear", align_corners=False).view(B, C, *size)
-
-
-# --------------------------------------------------------------- prompt checks
-def _finite_array(value, name: str, shape_hint: str) -> np.ndarray:
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be numbers shaped {shape_hint}, got {value!r}") from None
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values: {arr.tolist()}")
-    return arr
-
-
-def check_points(point_coords, point_labels, image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    if point_coords is None:
-        raise ValueError("point_labels were given without point_coords")
-    if point_labels is None:
-        raise ValueError("point_coords were given without point_labels (1 = object, 0 = background)")
-    coords = _finite_array(point_coords, "point_coords", "(N, 2) as (x, y)")
-    if coords.ndim == 1 and coords.shape == (2,):
-        coords = coords[None]
-    if coords.ndim != 2 or coords.shape[1] != 2 or coords.shape[0] == 0:
-        raise ValueError(f"point_coords must have shape (N, 2) as (x, y) with N >= 1, got {coords.shape}")
-    labels = _finite_array(point_labels, "point_labels", "(N,)").reshape(-1)
-    if labels.shape[0] != coords.shape[0]:
-        raise ValueError(f"{coords.shape[0]} point(s) but {labels.shape[0]} label(s): give one label per point")
-    if not np.all(np.isin(labels, (-1, 0, 1))):
-        raise ValueError(f"point_labels must be 1 (object), 0 (background) or -1 (ignore), got {labels.tolist()}")
-    H, W = image_hw
-    outside = (coords[:, 0] < 0) | (coords[:, 0] > W) | (coords[:, 1] < 0) | (coords[:, 1] > H)
-    if outside.any():
-        bad = coords[outside][0].tolist()
-        raise ValueError(f"point (x, y) = {bad} lies outside the {W}x{H} (width x height) image")
-    return coords, labels.astype(np.int64)
-
-
-def check_box(box, image_hw: tuple[int, int]) -> np.ndarray:
-    """A box (x0, y0, x1, y1) in pixels; corners are sorted and clipped to the image."""
-    arr = _finite_array(box, "box", "(4,) as x0, y0, x1, y1")
-    if arr.size != 4:
-        raise ValueError(f"box must have 4 numbers (x0, y0, x1, y1), got {arr.size}: {arr.tolist()}")
-    x0, y0, x1, y1 = arr.reshape(4)
-    H, W = image_hw
-    x0, x1 = sorted((x0, x1))
-    y0, y1 = sorted((y0, y1))
-    if x1 < 0 or y1 < 0 or x0 > W or y0 > H:
-        raise ValueError(f"box {arr.reshape(4).tolist()} lies entirely outside the {W}x{H} (width x height) image")
-    return np.array([max(x0, 0), max(y0, 0), min(x1, W), min(y1, H)], dtype=np.float64)
-
-
-def check_mask_input(mask_input, expected_hw: tuple[int, int]) -> np.ndarray:
-    arr = _finite_array(mask_input, "mask_input", f"(1, {expected_hw[0]}, {expected_hw[1]})")
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.shape != (1, *expected_hw):
-        raise ValueError(
-            f"mask_input must be low-res logits of shape (1, {expected_hw[0]}, {expected_hw[1]}) "
-            f"(the third output of an earlier predict), got {arr.shape}"
-        )
-    return arr
+def _preparing_needs(image, err: MemoryError) -> str:
+    shape = getattr(image, "shape", ())
+    if len(shape) < 2:
+        return str(err)
+    H, W = shape[:2]
+    # The uint8 plane (1 byte per pixel), or for colour the uint8 RGB and Pillow's 4-byte copy of it.
+    per_pixel = 1 if len(shape) == 2 or shape[2] == 1 else 7
+    return (
+        f"this plane of {H} x {W} pixels needs about {size_text(H * W * per_pixel)} to be prepared for the image "
+        f"encoder, more than is free ({err}); close other programs or segment a smaller region (a crop of the plane)"
+    )

@@ -27,7 +27,7 @@ import numpy as np
 from ..embedding_cache import DEFAULT_BUDGET_MB, EmbeddingCache, EmbeddingKey
 from ..fingerprint import array_fingerprint
 from ..model.embedding import ImageEmbedding
-from ..model.image import to_uint8_rgb
+from ..model.image import image_rule
 from ..volume.store import CacheWriteError, EmbeddingStore, SliceKey, is_persistent_model_id
 from .engine import Engine
 
@@ -45,7 +45,7 @@ class Found:
 
 def slice_key(plane, slice_index, engine: Engine, intensity_range) -> EmbeddingKey:
     """The identity of ``plane``'s embedding by ``engine`` under the image's intensity rule."""
-    rule = to_uint8_rgb(plane, intensity_range).rule
+    rule = image_rule(plane, intensity_range)
     return EmbeddingKey(
         image=array_fingerprint(plane),
         slice_index=tuple(slice_index),
@@ -56,7 +56,7 @@ def slice_key(plane, slice_index, engine: Engine, intensity_range) -> EmbeddingK
 
 
 def store_key(key: EmbeddingKey) -> SliceKey:
-    return SliceKey(key.image, key.model_id, key.preprocessing)
+    return SliceKey(key.image, key.model_id, key.preprocessing, key.precision)
 
 
 class EmbeddingSource:
@@ -94,12 +94,8 @@ class EmbeddingSource:
         store = self._store if use_store else None
         if store is None or not is_persistent_model_id(key.model_id):
             return None
-        emb = store.get(store_key(key))
+        emb = store.get(store_key(key), original_size=None if plane_shape is None else tuple(plane_shape[:2]))
         if emb is None:
-            return None
-        if plane_shape is not None and tuple(emb.original_size) != tuple(plane_shape[:2]):
-            logger.warning("a stored embedding claims a %s plane for a %s one; computing it again",
-                           emb.original_size, tuple(plane_shape[:2]))
             return None
         with self._lock:
             self.disk_reads += 1
@@ -114,9 +110,10 @@ class EmbeddingSource:
         emb = engine.embed(plane, intensity_range).to("cpu")
         with self._lock:
             self.encoder_calls += 1
-        if emb.preprocessing != key.preprocessing or emb.model_id != key.model_id:
+        if (emb.preprocessing, emb.model_id, emb.precision) != (key.preprocessing, key.model_id, key.precision):
             # Cannot happen with napari_sam.model.image's rule; guards a future change of it.
-            raise RuntimeError(f"the encoder used rule {emb.preprocessing!r}, expected {key.preprocessing!r}")
+            raise RuntimeError(f"the encoder made a {emb.precision} embedding with rule {emb.preprocessing!r}, "
+                               f"expected {key.precision} with {key.preprocessing!r}")
         self.memory.put(key, emb)
         if use_store:
             self._save(key, emb)

@@ -18,7 +18,6 @@ import threading
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-import torch
 
 from ..model import SamPredictor, load_model
 from ..model.embedding import ImageEmbedding
@@ -47,10 +46,6 @@ class Engine(Protocol):
         """An existing object's mask (H, W of the plane) as SAM's (1, h, w) mask-prompt logits."""
 
 
-def precision_name(dtype: torch.dtype) -> str:
-    return "bf16" if dtype == torch.bfloat16 else "fp32"
-
-
 class SamEngine:
     """Our SAM: one model, an encoder predictor and a decoder twin sharing its weight copies."""
 
@@ -64,7 +59,7 @@ class SamEngine:
         self.model = model
         self.name = name or model.weights_id
         self.model_id = model.weights_id
-        self.precision = precision_name(self.encoder.encoder_dtype)
+        self.precision = self.encoder.embedding_precision
         self.device = str(self.encoder.device)
         self._decoding: ImageEmbedding | None = None
         self._warmed = False

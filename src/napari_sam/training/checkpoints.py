@@ -6,6 +6,10 @@ name holds either the old complete file or the new complete file.
 """
 
 import dataclasses
+import errno
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -26,7 +30,54 @@ def partial_path(out: Path) -> Path:
 
 
 def save_atomic(obj, path: Path) -> None:
-    write_atomically(path, lambda f: torch.save(obj, f))
+    """Write ``obj`` to ``path`` atomically; an OSError names ``path`` (not the temporary file) and the cause."""
+    try:
+        write_atomically(path, lambda f: torch.save(obj, f))
+    except OSError as err:
+        raise OSError(err.errno, f"cannot write {path}: {why_not_writable(err)}") from err
+
+
+def why_not_writable(err: OSError) -> str:
+    """The cause of a failed write, in words."""
+    if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return "the disk is full (or the quota is used up)"
+    if err.errno == errno.EROFS:
+        return "the folder is on a read-only file system"
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return "no permission to write there"
+    return err.strerror or str(err)
+
+
+def check_writable_folder(folder: Path, needed_bytes: int = 0) -> None:
+    """Raise a ValueError naming ``folder`` unless a file of ``needed_bytes`` can be written in it.
+
+    Done before training starts: a folder found unwritable only when the
+    model is written at the end costs the whole run.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"the output folder {folder} does not exist; create it or choose another --out")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", suffix=".tmp", dir=folder)
+    except OSError as err:
+        raise ValueError(
+            f"cannot write in the output folder {folder}: {why_not_writable(err)}; choose another --out"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+    free = shutil.disk_usage(folder).free
+    if free < needed_bytes:
+        raise ValueError(
+            f"the output folder {folder} has {free / 1e6:.0f} MB free, but the model and the state to resume "
+            f"from need about {needed_bytes / 1e6:.0f} MB; free some space or choose another --out"
+        )
+
+
+def run_bytes(model) -> int:
+    """About the most disk space a run holds at once: two copies of the resumable state (weights and Adam's
+    two moments) while a new one replaces the old."""
+    weights = sum(p.numel() * p.element_size() for p in model.state_dict().values())
+    return 2 * 3 * weights
 
 
 def model_weights(model, half: bool = False) -> dict[str, torch.Tensor]:

@@ -62,7 +62,11 @@ def nearest_resize(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def check_labels(labels, image_shape: tuple[int, ...], name: str = "labels") -> np.ndarray:
-    """The label image as an integer array matching the image's height and width."""
+    """The label image as an int32 array matching the image's height and width.
+
+    Ids above 2**31 - 1 (int64/uint64 label images) are renumbered 1..N in
+    the order of their values, each object keeping its own id.
+    """
     arr = np.asarray(labels)
     if arr.dtype.kind not in "uib":
         raise TypeError(f"{name} must be an integer label image (0 background, 1..N objects), got dtype {arr.dtype}")
@@ -75,8 +79,13 @@ def check_labels(labels, image_shape: tuple[int, ...], name: str = "labels") -> 
         )
     if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
         raise ValueError(f"{name} contain negative ids; use 0 for background and 1..N for objects")
-    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int32).max:
-        raise ValueError(f"{name} contain ids above {np.iinfo(np.int32).max}; renumber the objects")
+    if arr.size and arr.dtype.itemsize >= 4 and arr.dtype != np.int32 and arr.max() > np.iinfo(np.int32).max:
+        # Ids only tell objects apart, their values do not matter: renumber them
+        # 1..N in order (0 stays background) instead of letting a cast wrap
+        # 2**32 + 1 onto 1 and merge two objects.
+        from skimage.segmentation import relabel_sequential
+
+        arr = relabel_sequential(arr)[0]
     return arr.astype(np.int32, copy=False)
 
 

@@ -2,26 +2,23 @@
 
 No napari or Qt here: this runs headless (``napari-sam-annotator train``).
 
-One step: a batch of images is embedded once; for up to ``objects_per_image``
-objects per image the first prompt is a point inside the object or a jittered
-box around it; then ``rounds - 1`` corrective clicks follow, each drawn from
-where the previous answer was wrong, with that answer's low-resolution logits
-given back as mask input (SAM's interactive training). The loss of every round
-is averaged.
+One step: a batch of images is embedded once, then the objects in it are
+segmented with simulated clicks and boxes (:mod:`.interactive`); the model to
+start from comes from :mod:`.initial`. An interrupted run (Ctrl-C or SIGTERM)
+is saved next to the output and continued by running the same command again.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from napari_sam.model.build import SamConfig, build_sam, config_from_state_dict, load_weights
 from napari_sam.model.device import PRECISIONS, pick_device, pick_precision
@@ -29,18 +26,20 @@ from napari_sam.model.device import PRECISIONS, pick_device, pick_precision
 from . import checkpoints
 from .config import training_config
 from .data import draw_prepared, encoder_batch, open_source
-from .losses import mask_iou, sam_loss
+from .initial import describe_config, initial_model, same_architecture
+from .interactive import interactive_loss, select_objects
 from .memory import keep_freed_memory
-from .prompts import error_point, jittered_box, random_point_inside
+from .stopping import Terminated, stop_requests_held, stop_requests_interrupt
 
 
 class TrainingInterrupted(Exception):
-    """Training stopped early (Ctrl+C); the state to resume from was saved."""
+    """Training stopped early (Ctrl-C or SIGTERM); the state to resume from was saved."""
 
-    def __init__(self, message: str, step: int, partial: Path):
+    def __init__(self, message: str, step: int, partial: Path, signal_number: int = signal.SIGINT):
         super().__init__(message)
         self.step = step
         self.partial = partial
+        self.signal_number = signal_number  # SIGINT (Ctrl-C) or SIGTERM
 
 
 @dataclass
@@ -106,64 +105,6 @@ def _check_options(o: TrainOptions) -> None:
         raise ValueError("--resume and --restart contradict each other; pass one of them")
 
 
-_VIT_ONLY = ("patch_size", "encoder_dim", "encoder_depth", "encoder_heads", "window_size", "global_attn_indexes")
-_TINY_VIT_ONLY = ("tiny_embed_dims", "tiny_depths", "tiny_heads", "tiny_window_sizes")
-
-
-def _architecture_key(cfg: SamConfig) -> dict:
-    """The settings that shape the weights (the name and the other encoder's settings do not)."""
-    key = dataclasses.asdict(cfg)
-    del key["model_type"]
-    for name in _TINY_VIT_ONLY if cfg.encoder == "vit" else _VIT_ONLY:
-        del key[name]
-    return key
-
-
-def _same_architecture(a: SamConfig, b: SamConfig) -> bool:
-    return _architecture_key(a) == _architecture_key(b)
-
-
-def describe_config(cfg: SamConfig) -> str:
-    if cfg.encoder == "tiny_vit":
-        return f"TinyViT {list(cfg.tiny_embed_dims)} at {cfg.image_size} px"
-    return (
-        f"ViT width {cfg.encoder_dim}, depth {cfg.encoder_depth}, patch {cfg.patch_size} at {cfg.image_size} px, "
-        f"decoder width {cfg.prompt_dim}"
-    )
-
-
-def initial_model(init, size) -> tuple[torch.nn.Module, str]:
-    """The model to start from: random weights of ``size``, or the weights of ``init``."""
-    if init is None or (isinstance(init, str) and init.lower() == "none"):
-        cfg = training_config(size if size is not None else "demo")
-        return build_sam(cfg), "random weights"
-    from napari_sam.model.checkpoint import read_state_dict
-    from napari_sam.model.zoo import MODELS, fetch_checkpoint
-
-    if isinstance(init, str) and init in MODELS:
-        path = fetch_checkpoint(init)
-        origin = f"model '{init}'"
-    else:
-        path = Path(init).expanduser()
-        if not path.is_file():
-            raise ValueError(
-                f"--init {init}: neither a known model ({', '.join(MODELS)}, none) nor an existing checkpoint file"
-            )
-        origin = str(path)
-    state = read_state_dict(path)
-    found = config_from_state_dict(state, source=path)
-    if size is not None:
-        wanted = training_config(size)
-        if not _same_architecture(found, wanted):
-            raise ValueError(
-                f"--init {origin} holds a {describe_config(found)} model, but --size asks for "
-                f"{describe_config(wanted)}; leave --size out to train at the size of the --init model"
-            )
-        found = wanted
-    model = build_sam(found)
-    load_weights(model, state, source=path)
-    return model, origin
-
 
 def learning_rate(step: int, total: int, peak: float, warmup_fraction: float) -> float:
     """Linear warm-up, then a cosine decay to 5 % of the peak."""
@@ -186,127 +127,6 @@ def _param_groups(model, weight_decay: float):
             decay.append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
-
-# ---------------------------------------------------------------- one step
-def object_coverage(mask: np.ndarray, low_res_size: int) -> np.ndarray:
-    """Share of each low-resolution mask pixel that the object covers at input size.
-
-    These soft targets, not the nearest-neighbour low-resolution labels, are
-    what the masks are trained against: the predictor upsamples the
-    low-resolution logits bilinearly and cuts at 0, so logits that cross 0
-    where the coverage crosses one half give outlines accurate to a fraction
-    of a low-resolution pixel. Trained on nearest-neighbour labels, even a
-    perfect model would be off by up to a low-resolution pixel (mean IoU about
-    0.85 on generated nuclei instead of 0.95).
-    """
-    f = mask.shape[0] // low_res_size
-    return mask.reshape(low_res_size, f, low_res_size, f).mean(axis=(1, 3), dtype=np.float32)
-
-
-def _select_objects(pairs, k: int, rng):
-    """Up to k random objects per image: (image index, input-size mask, low-res coverage) each."""
-    image_index, masks, low_res = [], [], []
-    for i, pair in enumerate(pairs):
-        ids = pair.object_ids()
-        chosen = rng.choice(ids, size=min(k, len(ids)), replace=False)
-        for obj in chosen:
-            image_index.append(i)
-            masks.append(pair.labels == obj)
-            low_res.append(object_coverage(masks[-1], pair.low_res_labels.shape[0]))
-    return np.array(image_index), np.stack(masks), np.stack(low_res)
-
-
-def _sparse_tokens(model, pts: np.ndarray, lbl: np.ndarray, boxes: np.ndarray | None, device) -> torch.Tensor:
-    points = None
-    if pts.shape[1]:
-        points = (torch.from_numpy(pts).to(device), torch.from_numpy(lbl).to(device))
-    box_t = torch.from_numpy(boxes).to(device) if boxes is not None else None
-    sparse, _ = model.prompt_encoder(points=points, boxes=box_t, masks=None)
-    return sparse
-
-
-def interactive_loss(model, embeddings, masks: np.ndarray, low_res: np.ndarray, rounds: int, box_fraction: float, rng,
-                     loss_at_input_size: bool = False):
-    """Loss of simulated interactive segmentation of N objects.
-
-    ``embeddings`` (N, C, h, w): each object's image embedding; ``masks``
-    (N, S, S) bool at input size; ``low_res`` (N, L, L) the objects' coverage of
-    each mask pixel (:func:`object_coverage`). Returns
-    (loss, IoU of the shown answer after the first prompt, after the last round).
-
-    With ``loss_at_input_size`` the four masks are first upsampled to the
-    input size, as the predictor shows them, and compared with ``masks``
-    themselves: the low-resolution coverage targets are right for straight
-    outlines, but the upsampled logits of a small round object then cross 0
-    inside its outline, so its mask shrank (the demo model preferred a mask
-    threshold of -1.5 to 0). 300 steps of fine-tuning the previous demo model
-    each way (same data and seed): held-out box 0.891 -> 0.903, centre click
-    0.866 -> 0.878, at 4x the loss pixels: a demo step took 1.25 s instead of
-    0.97 s (2-core CPU, bf16).
-
-    Objects prompted by a point and by a box are decoded in one batch: after
-    k corrective clicks both have k + 2 prompt tokens (point objects: their
-    points plus SAM's padding token; box objects: the clicks plus two corners).
-    """
-    device = embeddings.device
-    n = len(masks)
-    S = model.image_size
-    if loss_at_input_size:
-        targets = torch.from_numpy(masks).to(device=device, dtype=torch.float32)
-    else:
-        targets = torch.from_numpy(low_res).to(device=device, dtype=torch.float32)
-    uses_box = rng.random(n) < box_fraction
-    order = np.concatenate([np.flatnonzero(~uses_box), np.flatnonzero(uses_box)])
-    masks, targets, embeddings = masks[order], targets[torch.from_numpy(order).to(device)], embeddings[torch.from_numpy(order).to(device)]
-    n_point = int((~uses_box).sum())
-    boxes = np.stack([jittered_box(m, rng) for m in masks[n_point:]]) if n_point < n else None
-    pts = np.zeros((n, 0, 2), np.float32)
-    lbl = np.zeros((n, 0), np.int64)
-    if n_point:
-        first = np.zeros((n, 1, 2), np.float32)
-        first[:n_point, 0] = np.stack([random_point_inside(m, rng) for m in masks[:n_point]])
-    mask_input = None
-    rows = torch.arange(n, device=device)
-    total, first_iou, last_iou = 0.0, None, None
-    for r in range(rounds):
-        parts = []
-        if n_point:
-            parts.append(_sparse_tokens(model, np.concatenate([first[:n_point], pts[:n_point]], 1),
-                                        np.concatenate([np.ones((n_point, 1), np.int64), lbl[:n_point]], 1), None, device))
-        if boxes is not None:
-            parts.append(_sparse_tokens(model, pts[n_point:], lbl[n_point:], boxes, device))
-        sparse = torch.cat(parts)
-        if mask_input is None:
-            dense = model.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(n, -1, *model.prompt_encoder.image_embedding_size)
-        else:
-            dense = model.prompt_encoder.mask_downscaling(mask_input)
-        logits, iou_pred = model.mask_decoder.predict_masks(embeddings, model.prompt_encoder.get_dense_pe(), sparse, dense)
-        low_res_logits = logits
-        if loss_at_input_size:
-            logits = F.interpolate(logits, (S, S), mode="bilinear", align_corners=False)
-        out = sam_loss(logits, iou_pred, targets)
-        total = total + out["total"] / rounds
-        # What the user is shown: after one prompt the candidate the model
-        # rates best (multimask output), afterwards the single answer.
-        with torch.no_grad():
-            shown = iou_pred[:, 1:].argmax(dim=1) + 1 if r == 0 else torch.zeros(n, dtype=torch.long, device=device)
-            shown_logits = low_res_logits[rows, shown][:, None].detach()
-            ious = out["true_iou"][rows, shown]
-            if r == 0:
-                first_iou = ious.mean().item()
-            if r == rounds - 1:
-                last_iou = ious.mean().item()
-            if r < rounds - 1:
-                if loss_at_input_size:  # upsampled for the loss already
-                    seen = logits[rows, shown] > 0
-                else:
-                    seen = F.interpolate(shown_logits, (S, S), mode="bilinear", align_corners=False)[:, 0] > 0
-                seen = seen.cpu().numpy()
-                clicks = [error_point(seen[j], masks[j], rng) for j in range(n)]
-                pts = np.concatenate([pts, np.stack([c[0] for c in clicks])[:, None]], axis=1)
-                lbl = np.concatenate([lbl, np.array([[c[1]] for c in clicks], np.int64)], axis=1)
-                mask_input = shown_logits
-    return total, first_iou, last_iou
 
 
 # ---------------------------------------------------------------- the run
@@ -335,6 +155,7 @@ def train(options: TrainOptions, log=print) -> TrainResult:
         raise ValueError(f"--out {out}: the folder {out.parent} does not exist")
     if out.exists() and not o.overwrite:
         raise ValueError(f"{out} exists already; pass --overwrite to replace it or choose another --out")
+    checkpoints.check_writable_folder(out.parent)
     partial = checkpoints.partial_path(out)
     if o.resume and not partial.exists():
         raise ValueError(f"--resume: there is no unfinished run to continue ({partial} does not exist)")
@@ -350,7 +171,7 @@ def train(options: TrainOptions, log=print) -> TrainResult:
     if partial.exists():
         resumed = checkpoints.load_training_state(partial)
         cfg = checkpoints.config_from_dict(resumed["config"])
-        if o.size is not None and not _same_architecture(cfg, training_config(o.size)):
+        if o.size is not None and not same_architecture(cfg, training_config(o.size)):
             raise ValueError(
                 f"the unfinished run {partial} trains a {describe_config(cfg)} model, not --size {o.size}; "
                 "pass --restart to start a new run"
@@ -367,6 +188,8 @@ def train(options: TrainOptions, log=print) -> TrainResult:
             # matrix is saved with the weights, so inference uses the very same code.
             with torch.no_grad():
                 model.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix.mul_(o.position_scale)
+    # Room for the resumable state, checked now rather than when the first save fails.
+    checkpoints.check_writable_folder(out.parent, needed_bytes=checkpoints.run_bytes(model))
     model.to(device).train()
 
     optimizer = torch.optim.AdamW(_param_groups(model, o.weight_decay), lr=o.lr, betas=(0.9, 0.999))
@@ -377,7 +200,7 @@ def train(options: TrainOptions, log=print) -> TrainResult:
         start = int(resumed["step"])
         torch.set_rng_state(resumed["torch_rng"])
         rng.bit_generator.state = resumed["numpy_rng"]
-        if start >= o.steps:
+        if start > o.steps:
             raise ValueError(
                 f"the unfinished run {partial} is at step {start} already; ask for more --steps or pass --restart"
             )
@@ -386,22 +209,53 @@ def train(options: TrainOptions, log=print) -> TrainResult:
         f"training {describe_config(cfg)} from {origin} on {source.description}, device {device}"
         + (", computing in bf16" if compute_dtype == torch.bfloat16 else "")
     )
-
-    run_options = {"data": str(o.data), "seed": o.seed, "batch_size": o.batch_size, "steps": o.steps}
-    low_res_size = model.prompt_encoder.mask_input_size[0]
-    done = start  # steps whose update is in the weights
-    full_size_from = o.steps - round(o.steps * o.full_size_loss)
-    t0 = time.perf_counter()
-    loss_avg = miou_avg = miou1_avg = None
+    run = _Run(o, model, optimizer, cfg, rng, partial, start)
     try:
-        for step in range(start, o.steps):
+        with stop_requests_interrupt():
+            run.steps(source, compute_dtype, device, log)
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM through stop_requests_interrupt
+        with stop_requests_held():
+            run.save_state()
+        how = "stopped by SIGTERM" if isinstance(err, Terminated) else "interrupted"
+        raise TrainingInterrupted(
+            f"{how} after step {run.done}; the run was saved to {partial}: run the same command again to continue",
+            run.done,
+            partial,
+            signal_number=getattr(err, "signal_number", signal.SIGINT),
+        ) from None
+    return run.write_model(out, log)
+
+
+class _Run:
+    """The state of one training run between steps, and how it is saved."""
+
+    def __init__(self, o: TrainOptions, model, optimizer, cfg: SamConfig, rng, partial: Path, start: int):
+        self.o, self.model, self.optimizer, self.cfg, self.rng = o, model, optimizer, cfg, rng
+        self.partial, self.start = partial, start
+        self.done = start  # steps whose update is in the weights
+        self.loss_avg = self.miou_avg = self.miou1_avg = None
+        self.t0 = time.perf_counter()
+
+    def save_state(self) -> None:
+        o = self.o
+        run_options = {"data": str(o.data), "seed": o.seed, "batch_size": o.batch_size, "steps": o.steps}
+        checkpoints.save_training_state(
+            self.partial, model=self.model, optimizer=self.optimizer, step=self.done, config=self.cfg,
+            options=run_options, numpy_rng=self.rng,
+        )
+
+    def steps(self, source, compute_dtype: torch.dtype, device: torch.device, log) -> None:
+        o, model, cfg, rng, optimizer = self.o, self.model, self.cfg, self.rng, self.optimizer
+        low_res_size = model.prompt_encoder.mask_input_size[0]
+        full_size_from = o.steps - round(o.steps * o.full_size_loss)
+        for step in range(self.start, o.steps):
             lr = learning_rate(step, o.steps, o.lr, o.warmup_fraction)
-            if step == full_size_from or (step == start and step > full_size_from):
+            if step == full_size_from or (step == self.start and step > full_size_from):
                 log(f"from step {step + 1}: the loss compares masks at the input size ({cfg.image_size} px)")
             for group in optimizer.param_groups:
                 group["lr"] = lr
             pairs = [draw_prepared(source, o.seed, step, b, cfg.image_size, low_res_size) for b in range(o.batch_size)]
-            image_index, masks, low_res = _select_objects(pairs, o.objects_per_image, rng)
+            image_index, masks, low_res = select_objects(pairs, o.objects_per_image, rng)
             with _computing_in(compute_dtype, device):
                 embeddings = model.image_encoder(encoder_batch(pairs, model))
                 loss, miou1, miou = interactive_loss(
@@ -415,43 +269,47 @@ def train(options: TrainOptions, log=print) -> TrainResult:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            done = step + 1
-            smooth = 0.9 if loss_avg is not None else 0.0
-            loss_avg = smooth * (loss_avg or 0.0) + (1 - smooth) * value
-            miou_avg = smooth * (miou_avg or 0.0) + (1 - smooth) * miou
-            miou1_avg = smooth * (miou1_avg or 0.0) + (1 - smooth) * miou1
+            self.done = done = step + 1
+            smooth = 0.9 if self.loss_avg is not None else 0.0
+            self.loss_avg = smooth * (self.loss_avg or 0.0) + (1 - smooth) * value
+            self.miou_avg = smooth * (self.miou_avg or 0.0) + (1 - smooth) * miou
+            self.miou1_avg = smooth * (self.miou1_avg or 0.0) + (1 - smooth) * miou1
             if done % o.log_every == 0 or done == o.steps:
-                rate = (done - start) / (time.perf_counter() - t0)
+                rate = (done - self.start) / (time.perf_counter() - self.t0)
                 log(
-                    f"step {done}/{o.steps}  loss {loss_avg:.4f}  mIoU {miou1_avg:.3f} first prompt, "
-                    f"{miou_avg:.3f} after {o.rounds} round(s)  lr {lr:.2e}  {rate:.2f} it/s  "
+                    f"step {done}/{o.steps}  loss {self.loss_avg:.4f}  mIoU {self.miou1_avg:.3f} first prompt, "
+                    f"{self.miou_avg:.3f} after {o.rounds} round(s)  lr {lr:.2e}  {rate:.2f} it/s  "
                     f"ETA {_format_eta((o.steps - done) / rate)}"
                 )
             if done % o.save_every == 0 and done < o.steps:
-                checkpoints.save_training_state(
-                    partial, model=model, optimizer=optimizer, step=done, config=cfg, options=run_options, numpy_rng=rng
-                )
-    except KeyboardInterrupt:
-        checkpoints.save_training_state(
-            partial, model=model, optimizer=optimizer, step=done, config=cfg, options=run_options, numpy_rng=rng
-        )
-        raise TrainingInterrupted(
-            f"interrupted after step {done}; the run was saved to {partial}: run the same command again to continue",
-            done,
-            partial,
-        ) from None
+                self.save_state()
 
-    model.eval()
-    weights = checkpoints.model_weights(model, half=o.half)
-    # The file must describe its own architecture: load_model infers it from the weights.
-    if not _same_architecture(config_from_state_dict(weights), cfg):
-        raise ValueError(f"internal error: the weights of {describe_config(cfg)} do not describe that architecture")
-    if out.exists() and not o.overwrite:  # appeared while we trained
-        raise ValueError(f"{out} appeared during training; the run is kept in {partial}, pass --overwrite")
-    checkpoints.save_atomic(weights, out)
-    if partial.exists():
-        partial.unlink()
-    seconds = time.perf_counter() - t0
-    log(f"saved {out} after {o.steps} steps ({_format_eta(seconds)} this session)")
-    return TrainResult(out, cfg, o.steps, seconds, loss_avg if loss_avg is not None else float("nan"),
-                       miou_avg if miou_avg is not None else float("nan"))
+    def write_model(self, out: Path, log) -> TrainResult:
+        o, model, cfg = self.o, self.model, self.cfg
+        model.eval()
+        weights = checkpoints.model_weights(model, half=o.half)
+        # The file must describe its own architecture: load_model infers it from the weights.
+        if not same_architecture(config_from_state_dict(weights), cfg):
+            raise ValueError(f"internal error: the weights of {describe_config(cfg)} do not describe that architecture")
+        if out.exists() and not o.overwrite:  # appeared while we trained
+            self.save_state()
+            raise ValueError(f"{out} appeared during training; the run is kept in {self.partial}, pass --overwrite")
+        try:
+            checkpoints.save_atomic(weights, out)
+        except OSError as err:
+            # Keep the finished run: the same command then only writes the model.
+            try:
+                self.save_state()
+            except OSError:
+                raise err from None
+            raise OSError(
+                err.errno, f"{err}; the trained run is kept in {self.partial}: make room (or fix the folder) and run "
+                "the same command again to write the model"
+            ) from None
+        if self.partial.exists():
+            self.partial.unlink()
+        seconds = time.perf_counter() - self.t0
+        log(f"saved {out} after {o.steps} steps ({_format_eta(seconds)} this session)")
+        nan = float("nan")
+        return TrainResult(out, cfg, o.steps, seconds, self.loss_avg if self.loss_avg is not None else nan,
+                           self.miou_avg if self.miou_avg is not None else nan)

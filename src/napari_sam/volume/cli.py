@@ -7,8 +7,10 @@ and finds every slice's embedding in the cache. Usage::
 
 The stack is a 3D TIFF (slices, rows, columns) or a .npy file; for images
 with more axes (t, z, y, x) every z-stack is embedded (``--axis`` picks the
-axis walked through, as in the annotator). Slices already in the cache are
-not computed again, so an interrupted run (Ctrl-C) resumes where it stopped.
+axis walked through, as in the annotator). A last axis of 1 to 4 entries
+beside many rows holds channels, not columns: ``--rgb`` uses 3 or 4 of them
+as colours, ``--channel N`` embeds one. Slices already in the cache are not
+computed again, so an interrupted run (Ctrl-C) resumes where it stopped.
 
 The main command line calls :func:`add_embed_command` to add the sub-command;
 its handler is :func:`run_embed`.
@@ -52,6 +54,10 @@ def add_embed_command(subparsers) -> argparse.ArgumentParser:
         help="for images with more than 3 axes: the axis to walk through (default -3, z of t,z,y,x)",
     )
     parser.add_argument("--rgb", action="store_true", help="slices are RGB(A): the last axis holds the colours")
+    parser.add_argument(
+        "--channel", type=int, default=None,
+        help="for images whose last axis holds channels (e.g. z, y, x, 2): embed this channel (0, 1, ...)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
     parser.set_defaults(func=run_embed)
     return parser
@@ -70,25 +76,29 @@ def run_embed(args: argparse.Namespace, out=None) -> int:
     from .store import DEFAULT_MAX_BYTES, CacheWriteError, EmbeddingStore
 
     try:
-        image = read_stack_file(args.stack)
+        image = _pick_channel(read_stack_file(args.stack), args.channel, args.rgb)
         stacks = list(_stacks_of(image, args.axis, args.rgb, check_stack, stack_through))
         limit = DEFAULT_MAX_BYTES if args.cache_limit_gb is None else _gigabytes(args.cache_limit_gb)
         store = EmbeddingStore(args.cache, max_bytes=limit)
     except (ValueError, TypeError, OSError) as err:
-        say(f"error: {err}")
+        say(f"error: {_one_line(err)}")
         return EXIT_BAD_INPUT
 
     try:
         model = load_model(args.model, device=args.device)
         predictor = SamPredictor(model, precision=args.precision)
     except (ValueError, TypeError, CheckpointError, DownloadError) as err:
-        say(f"error: {err}")
+        say(f"error: {_one_line(err)}")
         return EXIT_BAD_INPUT
+    except (OSError, MemoryError) as err:
+        say(f"error: cannot load the model {args.model}: {_one_line(err) or type(err).__name__}")
+        return EXIT_FAILED
 
     total = sum(len(s) for _, s in stacks)
     say(f"embedding {total} slices of {args.stack} with {model.model_name} on {predictor.device} into {store.folder}")
     computed = loaded = 0
     start = time.perf_counter()
+    where = ""
     try:
         for where, stack in stacks:
             embeddings = StackEmbeddings(predictor, stack, store, rgb=args.rgb, cache_errors="raise", keep_in_memory=False)
@@ -101,8 +111,15 @@ def run_embed(args: argparse.Namespace, out=None) -> int:
     except KeyboardInterrupt:
         say(f"interrupted after {computed + loaded} of {total} slices; they are saved: run again to resume")
         return EXIT_INTERRUPTED
+    except (ValueError, TypeError) as err:
+        say(f"error: {where}{_one_line(err)}")
+        return EXIT_BAD_INPUT
     except CacheWriteError as err:
-        say(f"error: {err}")
+        say(f"error: {_one_line(err)}")
+        return EXIT_FAILED
+    except (OSError, MemoryError) as err:
+        what = "out of memory" if isinstance(err, MemoryError) else "cannot read the stack"
+        say(f"error: {where}{what}: {_one_line(err) or type(err).__name__}")
         return EXIT_FAILED
     seconds = time.perf_counter() - start
     say(
@@ -135,6 +152,27 @@ def read_stack_file(path) -> np.ndarray:
     raise ValueError(f"{path} is neither a TIFF (.tif/.tiff) nor a NumPy (.npy) file")
 
 
+def _pick_channel(image, channel, rgb):
+    """``image[..., channel]`` for --channel; without it, refuse a last axis that holds channels."""
+    from .stack import looks_like_channels
+
+    if channel is None:
+        if not rgb and image.ndim >= 3 and looks_like_channels(image.shape):
+            n = image.shape[-1]
+            raise ValueError(
+                f"the last axis of the image of shape {tuple(image.shape)} holds {n} entries beside "
+                f"{image.shape[-2]} rows: it looks like {n} channels, not image columns. Pass --channel N "
+                f"(0 to {n - 1}) to embed one channel" + (", or --rgb for colour slices" if n in (3, 4) else "")
+            )
+        return image
+    if rgb:
+        raise ValueError("--channel and --rgb exclude each other: --rgb uses all colour channels")
+    n = image.shape[-1]
+    if not 0 <= channel < n:
+        raise ValueError(f"--channel {channel} does not exist: the last axis of {tuple(image.shape)} has channels 0 to {n - 1}")
+    return image[..., channel]
+
+
 def _stacks_of(image, axis, rgb, check_stack, stack_through):
     """(label, 3D stack) for every stack of ``image`` along ``axis``."""
     plane_axes = 3 if rgb else 2
@@ -153,6 +191,10 @@ def _stacks_of(image, axis, rgb, check_stack, stack_through):
         stack, _ = stack_through(image, position, axis=axis, rgb=rgb)
         label = ", ".join(f"axis {a} = {i}" for a, i in zip(others, combo))
         yield f"({label}) ", check_stack(stack, rgb=rgb)
+
+
+def _one_line(message) -> str:
+    return " ".join(str(message).split())
 
 
 def _gigabytes(value: float) -> int:

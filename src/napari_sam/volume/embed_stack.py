@@ -5,7 +5,9 @@
 image encoder, saving what it computed). :func:`embed_stack` walks all
 slices with a progress callback and a cancel check between slices; as each
 computed slice is saved at once, a cancelled or crashed run resumes where
-it stopped.
+it stopped. Two programs embedding into one store share the work: a slice
+is computed under a claim (:mod:`.claims`), and a slice claimed by the other
+program is read from the store once it is done.
 
 All slices of a stack are scaled to 8 bits with one intensity range
 (:func:`napari_sam.model.image.stack_intensity_range`), so neighbouring
@@ -16,6 +18,7 @@ which slices were embedded first.
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -25,13 +28,15 @@ import numpy as np
 
 from ..fingerprint import array_fingerprint
 from ..model.embedding import ImageEmbedding
+from ..model.image import image_rule, stack_intensity_range
 from ..progress import CancelCheck, ProgressCallback
-from ..model.image import stack_intensity_range, to_uint8_rgb
 from .stack import check_stack
 from .store import CacheWriteError, EmbeddingStore, SliceKey, is_persistent_model_id
 
 logger = logging.getLogger(__name__)
 
+# Seconds between looks at a slice another process is computing.
+CLAIM_POLL_S = 0.25
 
 
 class StackEmbeddings:
@@ -115,13 +120,19 @@ class StackEmbeddings:
         return np.asarray(self.stack[self._check_index(index)])
 
     def key(self, index: int) -> SliceKey:
-        """The identity of slice ``index``'s embedding (pixels, model, preprocessing rule)."""
+        """The identity of slice ``index``'s embedding (pixels, model, preprocessing rule, precision)."""
         index = self._check_index(index)
         if index not in self._keys:
             image = self.slice_image(index)
-            rule = to_uint8_rgb(image, self.intensity_range).rule
-            self._keys[index] = SliceKey(array_fingerprint(image), self.predictor.model.weights_id, rule)
+            rule = image_rule(image, self.intensity_range)
+            self._keys[index] = SliceKey(
+                array_fingerprint(image), self.predictor.model.weights_id, rule, self._precision()
+            )
         return self._keys[index]
+
+    def _precision(self) -> str:
+        # Predictors that predate ImageEmbedding.precision (test stand-ins) compute in fp32.
+        return getattr(self.predictor, "embedding_precision", "fp32")
 
     def cached(self, index: int) -> ImageEmbedding | None:
         """The embedding of slice ``index`` from memory or the store, without computing it."""
@@ -131,7 +142,7 @@ class StackEmbeddings:
             return emb
         if self.store is None:
             return None
-        emb = self.store.get(self.key(index))
+        emb = self.store.get(self.key(index), original_size=self.slice_shape)
         if emb is not None:
             self.loaded += 1
             if self.keep_in_memory:
@@ -143,7 +154,7 @@ class StackEmbeddings:
         index = self._check_index(index)
         if index in self._memory:
             return True
-        return self.store is not None and self.store.contains(self.key(index))
+        return self.store is not None and self.store.contains(self.key(index), original_size=self.slice_shape)
 
     def missing(self, indices: Iterable[int] | None = None) -> list[int]:
         """The slices (of ``indices``, default all) that would have to be computed."""
@@ -151,21 +162,54 @@ class StackEmbeddings:
         return [i for i in (self._check_index(i) for i in indices) if not self.is_available(i)]
 
     def get(self, index: int) -> ImageEmbedding:
-        """The embedding of slice ``index``: from memory or the store, else computed and saved."""
+        """The embedding of slice ``index``: from memory or the store, else computed and saved.
+
+        While another process computes this slice into the same store (it holds
+        the slice's claim, :mod:`.claims`), wait for its entry instead.
+        """
         emb = self.cached(index)
         if emb is not None:
             return emb
-        return self.compute(index)
+        return self.claimed(index, wait=True)
+
+    def claimed(self, index: int, *, wait: bool, should_cancel: CancelCheck | None = None) -> ImageEmbedding | None:
+        """Compute slice ``index`` under its claim, or read the entry another process is computing.
+
+        With ``wait=False`` returns None at once when another process holds the
+        claim; with ``wait=True`` polls until the entry appears, the claim is
+        given up (then computes it here) or ``should_cancel()`` (then None).
+        """
+        index = self._check_index(index)
+        if self.store is None:
+            return self.compute(index)
+        key = self.key(index)
+        while True:
+            claim = self.store.claim(key)
+            if claim is not None:
+                try:
+                    emb = self.cached(index)  # finished by the other just before we claimed it
+                    return emb if emb is not None else self.compute(index)
+                finally:
+                    claim.release()
+            if not wait or (should_cancel is not None and should_cancel()):
+                return None
+            time.sleep(CLAIM_POLL_S)
+            emb = self.cached(index)
+            if emb is not None:
+                return emb
 
     def compute(self, index: int) -> ImageEmbedding:
         """Run the image encoder on slice ``index`` (even if stored) and save the result."""
         index = self._check_index(index)
-        with keep_current_image(self.predictor):
-            emb = self.predictor.set_image(self.slice_image(index), intensity_range=self.intensity_range)
+        try:
+            with keep_current_image(self.predictor):
+                emb = self.predictor.set_image(self.slice_image(index), intensity_range=self.intensity_range)
+        except (ValueError, TypeError, OSError, MemoryError) as err:
+            raise _naming_slice(err, index) from err
         emb = emb.to("cpu")
         self.computed += 1
         key = self.key(index)
-        if emb.preprocessing != key.preprocessing or emb.model_id != key.model_id:
+        if (emb.preprocessing, emb.model_id, emb.precision) != (key.preprocessing, key.model_id, key.precision):
             # Cannot happen with the rule of napari_sam.model.image; guards a future change of it.
             raise RuntimeError(f"slice {index}: the encoder used rule {emb.preprocessing!r}, expected {key.preprocessing!r}")
         self._save(key, emb)
@@ -183,6 +227,17 @@ class StackEmbeddings:
                 raise
             self._store_failed = err
             warnings.warn(f"{err}; embeddings of this stack are kept in memory only", RuntimeWarning, stacklevel=3)
+
+
+def _naming_slice(err: BaseException, index: int) -> BaseException:
+    """The same kind of error, its message starting with the slice it happened on."""
+    message = f"slice {index}: {err}"
+    try:
+        if isinstance(err, OSError) and err.errno is not None:
+            return type(err)(err.errno, f"slice {index}: {err.strerror}")
+        return type(err)(message)
+    except TypeError:  # an exception class with another constructor
+        return RuntimeError(message)
 
 
 @contextmanager
@@ -243,16 +298,28 @@ def iter_stack_embeddings(
     total = len(indices)
     if progress is not None:
         progress(0, total)
-    for done, i in enumerate(indices, start=1):
-        if should_cancel is not None and should_cancel():
-            return
-        emb = embeddings.cached(i)
-        computed = emb is None
-        if computed:
-            emb = embeddings.compute(i)
-        yield SliceEmbedding(i, emb, computed)
-        if progress is not None:
-            progress(done, total)
+    done = 0
+    # Slices another process is computing into the same store come last: by then they are usually done.
+    later = []
+    for waiting, order in ((False, indices), (True, later)):
+        for i in order:
+            if should_cancel is not None and should_cancel():
+                return
+            emb = embeddings.cached(i)
+            computed = False
+            if emb is None:
+                runs = embeddings.computed
+                emb = embeddings.claimed(i, wait=waiting, should_cancel=should_cancel)
+                if emb is None:
+                    if waiting:  # cancelled while waiting
+                        return
+                    later.append(i)
+                    continue
+                computed = embeddings.computed > runs
+            done += 1
+            yield SliceEmbedding(i, emb, computed)
+            if progress is not None:
+                progress(done, total)
 
 
 def embed_stack(

@@ -38,9 +38,25 @@ def check_stack(stack, rgb: bool = False):
         )
     if rgb and stack.shape[-1] not in (3, 4):
         raise ValueError(f"RGB slices need 3 or 4 channels in the last axis, got shape {tuple(stack.shape)}")
+    if not rgb and looks_like_channels(stack.shape):
+        rows, columns = stack.shape[-2:]
+        raise ValueError(
+            f"the stack of shape {tuple(stack.shape)} would have slices of {rows} x {columns} pixels: its last axis "
+            f"({columns}) looks like colour channels, not image columns. For RGB(A) slices pass rgb=True "
+            "(--rgb on the command line); otherwise take one channel first (stack[..., 0], --channel 0)"
+        )
     if stack.shape[0] < 1 or stack.shape[1] < 2 or stack.shape[2] < 2:
         raise ValueError(f"the stack of shape {tuple(stack.shape)} is empty or its slices are smaller than 2x2")
     return stack
+
+
+def looks_like_channels(shape) -> bool:
+    """True when the last axis is far too short for image columns: 1 to 4 entries beside 8x as many rows.
+
+    A (z, y, x, c) stack read without its channel axis in mind would
+    otherwise be embedded as z*y slices of x by c pixels, without a word.
+    """
+    return len(shape) >= 2 and 1 <= shape[-1] <= 4 and shape[-2] >= 8 * shape[-1]
 
 
 def stack_through(image, position, axis: int = -3, rgb: bool = False):

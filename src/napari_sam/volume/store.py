@@ -1,67 +1,55 @@
 """Slice embeddings kept on disk, so a stack is embedded once and reloaded in a moment.
 
-One file per slice. Its name is derived from the slice's identity, and the
-file's header repeats that identity in full:
+One file per slice (its layout: :mod:`.entry_format`). Its name is derived
+from the slice's identity, and the file's header repeats that identity in
+full:
 
 * the fingerprint of the slice's pixels (:func:`napari_sam.fingerprint.array_fingerprint`),
 * the model's weights id (name and checkpoint SHA-256),
 * the preprocessing rule string (it holds the intensity range used),
-* :data:`FORMAT_VERSION` of this file layout,
+* the precision the image encoder computed in (fp32 or bf16),
+* :data:`~.entry_format.FORMAT_VERSION` of the file layout,
 
 plus the original and resized image sizes needed to decode prompts. A file
-is used only when every one of these matches what the caller asks for, its
-payload has the announced length and its checksum is right: a stale entry
-(slice edited, other model, other contrast rule), a foreign file or one cut
-short by a crash or a full disk reads as *missing*, never as an embedding.
+is used only when every one of these matches what the caller asks for (the
+original size too, when the caller gives the slice's shape) and its checksum,
+over header and payload, is right: a stale entry (slice edited, other model,
+other contrast rule), a foreign file or one cut short by a crash or a full
+disk reads as *missing*, never as an embedding.
 
 Files are written to a temporary name, flushed to disk (fsync) and only then
 renamed to their final name (``os.replace`` is atomic), so a final name
 always holds a complete file.
 
-Features are stored as float16 (half the size of float32; decoding is not
-affected beyond ~1e-3 relative). Each use touches the file's modification
-time, which makes it the "last used" time for least-recently-used eviction
-when the folder grows past its size limit.
-
-File layout: ``MAGIC`` (8 bytes), header length (uint32, little endian),
-UTF-8 JSON header, zero padding to a multiple of 16 bytes, float16 payload.
+Each use touches the file's modification time, which makes it the "last
+used" time for least-recently-used eviction when the folder grows past its
+size limit.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import logging
 import os
-import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..atomic import write_atomically
 from ..model.embedding import ImageEmbedding
+from . import claims, entry_format
 
 logger = logging.getLogger(__name__)
 
-#: Version of the on-disk layout and of what an entry means; entries of another version are ignored.
-FORMAT_VERSION = 1
-MAGIC = b"NSAMEMB\x00"
 SUFFIX = ".samemb"
 _TEMP_PREFIX = ".writing-"
-_HEADER_LEN = struct.Struct("<I")
-_ALIGN = 16
-# float16 cannot hold values beyond this; clipping keeps an outlier from becoming inf.
-_F16_MAX = float(np.finfo(np.float16).max)
 #: Default size limit of a store (bytes): about 2500 slices of SAM (vit_b/vit_t, 2 MiB each).
 DEFAULT_MAX_BYTES = 5 * 1024**3
 # A temporary file this old is left over from a crash, not being written right now.
 _STALE_TEMP_S = 3600
-# Headers are a few hundred bytes; this much is read for a quick presence check.
-_HEAD_READ = 8192
 
 
 class CacheWriteError(OSError):
@@ -75,15 +63,19 @@ class SliceKey:
     fingerprint: str  # of the slice's pixels
     model_id: str  # Sam.weights_id
     preprocessing: str  # the rule string of napari_sam.model.image
+    precision: str = "fp32"  # what the image encoder computed in (ImageEmbedding.precision)
 
     def __post_init__(self):
-        for name in ("fingerprint", "model_id", "preprocessing"):
+        for name in ("fingerprint", "model_id", "preprocessing", "precision"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{name} must be a non-empty string, got {value!r}")
 
     def file_stem(self) -> str:
-        text = f"{FORMAT_VERSION}\n{self.model_id}\n{self.preprocessing}\n{self.fingerprint}"
+        text = (
+            f"{entry_format.FORMAT_VERSION}\n{self.model_id}\n{self.preprocessing}\n{self.fingerprint}"
+            f"\n{self.precision}"
+        )
         return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
 
 
@@ -104,8 +96,8 @@ class EmbeddingStore:
 
     ``folder=None`` uses the per-user cache (:func:`default_folder`). The
     folder is created on the first write. Only files this class writes
-    (``*.samemb`` and its temporary files) are ever deleted, so a folder the
-    user chose may hold other files.
+    (``*.samemb``, their temporary files and ``*.claim``) are ever deleted,
+    so a folder the user chose may hold other files.
     """
 
     def __init__(self, folder: str | os.PathLike | None = None, max_bytes: int | None = DEFAULT_MAX_BYTES):
@@ -136,33 +128,35 @@ class EmbeddingStore:
             return []
 
     # ------------------------------------------------------------------ reading
-    def contains(self, key: SliceKey) -> bool:
-        """True when an entry for ``key`` exists with a matching header and the full size.
+    def contains(self, key: SliceKey, original_size: tuple[int, int] | None = None) -> bool:
+        """True when an entry for ``key`` (for a slice of ``original_size``, if given) exists with the full size.
 
-        A quick check (the header only); :meth:`get` also verifies the payload's checksum.
+        A quick check (the header only); :meth:`get` also verifies the checksum.
         """
         if not isinstance(key, SliceKey):
             raise TypeError(f"expected a SliceKey, got {type(key).__name__}")
         path = self.path_for(key)
         try:
             with open(path, "rb") as f:
-                head = f.read(_HEAD_READ)
+                head = f.read(entry_format.HEAD_READ)
                 size = os.fstat(f.fileno()).st_size
         except OSError:
             return False
         try:
-            header, start = _parse_header(head)
+            header, start = entry_format.parse_header(head)
         except ValueError:
             return False
-        return _header_matches(header, key) and size == start + int(header["payload_bytes"])
+        return entry_format.header_matches(header, key, original_size) and size == entry_format.entry_size(header, start)
 
-    def get(self, key: SliceKey, *, touch: bool = True) -> ImageEmbedding | None:
+    def get(self, key: SliceKey, *, original_size: tuple[int, int] | None = None, touch: bool = True) -> ImageEmbedding | None:
         """The stored embedding for ``key``, or None when there is no valid one.
 
-        Features come back as a float16 tensor on the CPU (``SamPredictor.set_embedding``
-        converts them). A damaged entry is deleted so it is recomputed; an entry whose
-        header names another identity (a hash collision or a foreign file) is left
-        alone and reported as missing.
+        ``original_size``, the (rows, columns) of the slice the caller holds,
+        must then match the entry's. Features come back as a float16 tensor on
+        the CPU (``SamPredictor.set_embedding`` converts them). A damaged entry
+        is deleted so it is recomputed; an entry whose header names another
+        identity or size (a hash collision or a foreign file) is left alone and
+        reported as missing.
         """
         if not isinstance(key, SliceKey):
             raise TypeError(f"expected a SliceKey, got {type(key).__name__}")
@@ -176,23 +170,23 @@ class EmbeddingStore:
             logger.warning("cannot read cached embedding %s (%s); it will be recomputed", path, err)
             return None
         try:
-            header, payload = _parse(data)
+            header, payload = entry_format.parse(data)
         except ValueError as err:
             logger.warning("cached embedding %s is damaged (%s); it will be recomputed", path, err)
             _remove_quietly(path)
             return None
-        if not _header_matches(header, key):
-            logger.info("cached embedding %s belongs to another slice/model/rule; not used", path)
+        if not entry_format.header_matches(header, key, original_size):
+            logger.info("cached embedding %s belongs to another slice/model/rule/size; not used", path)
             return None
-        features = torch.from_numpy(np.frombuffer(payload, dtype="<f2").reshape(header["shape"]).copy())
         if touch:
             self._touch(path)
         return ImageEmbedding(
-            features=features,
+            features=entry_format.features_of(header, payload),
             original_size=tuple(header["original_size"]),
             input_size=tuple(header["input_size"]),
             model_id=header["model_id"],
             preprocessing=header["preprocessing"],
+            precision=header["precision"],
         )
 
     def _touch(self, path: Path) -> None:
@@ -201,6 +195,19 @@ class EmbeddingStore:
             os.utime(path)
         except OSError:
             pass  # a read-only cache still serves its entries
+
+    # ------------------------------------------------------------------ claims
+    def claim(self, key: SliceKey) -> claims.Claim | None:
+        """Claim the computing of ``key``'s slice (:mod:`.claims`); None while another live process has it.
+
+        Where the folder cannot be created or written, everyone may compute: the
+        claim returned then holds nothing.
+        """
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return claims.Claim(None)
+        return claims.try_claim(self.path_for(key).with_suffix(claims.CLAIM_SUFFIX))
 
     # ------------------------------------------------------------------ writing
     def put(self, key: SliceKey, embedding: ImageEmbedding) -> Path:
@@ -213,17 +220,20 @@ class EmbeddingStore:
             raise TypeError(f"expected a SliceKey, got {type(key).__name__}")
         if not isinstance(embedding, ImageEmbedding):
             raise TypeError(f"expected an ImageEmbedding, got {type(embedding).__name__}")
-        if embedding.model_id != key.model_id or embedding.preprocessing != key.preprocessing:
+        made = (embedding.model_id, embedding.preprocessing, embedding.precision)
+        named = (key.model_id, key.preprocessing, key.precision)
+        if made != named:
             raise ValueError(
-                f"the embedding was made by model {embedding.model_id!r} with rule {embedding.preprocessing!r}, "
-                f"but the key names model {key.model_id!r} with rule {key.preprocessing!r}"
+                "the embedding was made by model {!r} with rule {!r} in precision {!r}, but the key names model "
+                "{!r} with rule {!r} in precision {!r}".format(*made, *named)
             )
+        embedding.check_finite("the embedding to be cached")
         if not is_persistent_model_id(key.model_id):
             raise ValueError(
                 f"model {key.model_id!r} has no checkpoint hash (random or in-memory weights); its embeddings "
                 "cannot be recognised later, so they are not saved. Load the model with load_model(name or file)."
             )
-        blob = _serialise(key, embedding)
+        blob = entry_format.serialise(key, embedding)
         self._make_folder()
         path = self.path_for(key)
         self._write_atomically(path, blob)
@@ -246,16 +256,15 @@ class EmbeddingStore:
         try:
             write_atomically(path, lambda f: f.write(blob), temp_prefix=_TEMP_PREFIX)
         except OSError as err:
-            if err.errno == errno.ENOSPC:
-                why = "the disk is full"
-            elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-                why = "the folder is not writable"
+            if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+                why = "the disk is full; free some space, clear the cache or choose another cache folder"
+            elif err.errno == errno.EROFS:
+                why = "the folder is on a read-only file system; choose another cache folder"
+            elif err.errno in (errno.EACCES, errno.EPERM):
+                why = "no permission to write in the folder; choose another cache folder"
             else:
-                why = err.strerror or str(err)
-            raise CacheWriteError(
-                err.errno, f"cannot save an embedding in {self.folder}: {why}; free some space, clear the "
-                "cache or choose another cache folder"
-            ) from err
+                why = f"{err.strerror or err}; choose another cache folder"
+            raise CacheWriteError(err.errno, f"cannot save an embedding in {self.folder}: {why}") from err
 
     def _remove_stale_temps(self) -> None:
         now = time.time()
@@ -318,13 +327,14 @@ class EmbeddingStore:
         return removed
 
     def clear(self) -> int:
-        """Delete every entry (and leftover temporary file); return the bytes freed."""
+        """Delete every entry (and leftover temporary file or abandoned claim); return the bytes freed."""
         freed = 0
         try:
             with os.scandir(self.folder) as it:
                 names = [
                     e for e in it
                     if e.name.endswith(SUFFIX) or (e.name.startswith(_TEMP_PREFIX) and e.name.endswith(".tmp"))
+                    or (e.name.endswith(claims.CLAIM_SUFFIX) and claims.is_stale(Path(e.path)))
                 ]
         except FileNotFoundError:
             return 0
@@ -336,76 +346,6 @@ class EmbeddingStore:
             if _remove_quietly(Path(e.path)):
                 freed += size
         return freed
-
-
-# ---------------------------------------------------------------------- format
-def _serialise(key: SliceKey, embedding: ImageEmbedding) -> bytes:
-    features = embedding.features.detach().to("cpu", torch.float32).numpy()
-    payload = np.clip(features, -_F16_MAX, _F16_MAX).astype("<f2").tobytes()
-    header = {
-        "format": FORMAT_VERSION,
-        "fingerprint": key.fingerprint,
-        "model_id": key.model_id,
-        "preprocessing": key.preprocessing,
-        "original_size": list(embedding.original_size),
-        "input_size": list(embedding.input_size),
-        "shape": list(features.shape),
-        "dtype": "<f2",
-        "payload_bytes": len(payload),
-        "checksum": hashlib.blake2b(payload, digest_size=16).hexdigest(),
-    }
-    head = json.dumps(header, sort_keys=True).encode()
-    start = len(MAGIC) + _HEADER_LEN.size + len(head)
-    padding = b"\x00" * (-start % _ALIGN)
-    return b"".join((MAGIC, _HEADER_LEN.pack(len(head)), head, padding, payload))
-
-
-def _parse_header(data: bytes) -> tuple[dict, int]:
-    """The header of a stored file and where its payload starts; ValueError when unreadable."""
-    fixed = len(MAGIC) + _HEADER_LEN.size
-    if len(data) < fixed or data[: len(MAGIC)] != MAGIC:
-        raise ValueError("not an embedding file (wrong signature)")
-    (head_len,) = _HEADER_LEN.unpack_from(data, len(MAGIC))
-    if fixed + head_len > len(data):
-        raise ValueError("header cut short")
-    try:
-        header = json.loads(data[fixed : fixed + head_len].decode())
-        shape = [int(v) for v in header["shape"]]
-        expected = int(header["payload_bytes"])
-        if not isinstance(header["checksum"], str):
-            raise ValueError("bad checksum field")
-        if header["dtype"] != "<f2" or len(shape) != 4 or shape[0] != 1 or min(shape) < 1:
-            raise ValueError(f"unexpected layout {header['dtype']} {shape}")
-        for name in ("original_size", "input_size"):
-            if len(header[name]) != 2:
-                raise ValueError(f"bad {name}")
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ValueError(f"unreadable header ({err})") from None
-    start = fixed + head_len
-    start += -start % _ALIGN
-    return header, start
-
-
-def _parse(data: bytes) -> tuple[dict, memoryview]:
-    """Header and payload of a stored file; ValueError when the file is not a complete entry."""
-    header, start = _parse_header(data)
-    shape = [int(v) for v in header["shape"]]
-    expected = int(header["payload_bytes"])
-    payload = memoryview(data)[start:]
-    if len(payload) != expected or expected != 2 * int(np.prod(shape)):
-        raise ValueError(f"payload has {len(payload)} bytes, expected {expected}")
-    if hashlib.blake2b(payload, digest_size=16).hexdigest() != header["checksum"]:
-        raise ValueError("checksum mismatch")
-    return header, payload
-
-
-def _header_matches(header: dict, key: SliceKey) -> bool:
-    return (
-        header.get("format") == FORMAT_VERSION
-        and header.get("fingerprint") == key.fingerprint
-        and header.get("model_id") == key.model_id
-        and header.get("preprocessing") == key.preprocessing
-    )
 
 
 def _remove_quietly(path: Path) -> bool:

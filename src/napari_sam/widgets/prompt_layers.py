@@ -4,7 +4,8 @@ A prompt belongs to the slice it was placed on: a point at (z, y, x) is on
 slice z. Coordinates in napari are (row, column); SAM's are (x, y), so they
 are swapped here, once. Points outside the plane are ignored (napari lets the
 user click beside the image); of several boxes on a slice the last one drawn
-counts. The sign of a point (object or background) is the Points feature
+counts, and a rectangle without area (a click of the rectangle tool) is no
+box. The sign of a point (object or background) is the Points feature
 ``sign``, shown as its colour.
 """
 
@@ -42,10 +43,10 @@ def read_prompt(points, boxes, slice_index, plane_shape) -> Prompt:
             if kind != "rectangle" or not on_slice(shape[:1], slice_index).all():
                 continue
             ys, xs = shape[:, -2], shape[:, -1]
-            candidate = [xs.min(), ys.min(), xs.max(), ys.max()]
-            if candidate[2] < 0 or candidate[3] < 0 or candidate[0] > W or candidate[1] > H:
-                continue  # drawn entirely beside the image
-            box = candidate
+            x0, y0, x1, y1 = max(xs.min(), 0), max(ys.min(), 0), min(xs.max(), W), min(ys.max(), H)
+            if x1 - x0 < 1 or y1 - y0 < 1:
+                continue  # beside the image, or a click of the rectangle tool without a drag: no box
+            box = [xs.min(), ys.min(), xs.max(), ys.max()]
             break
     return Prompt.make(xy, labels, box)
 

@@ -1,0 +1,165 @@
+"""The convolution side of TinyViT: patch embedding, MBConv blocks and patch merging.
+
+Convolutions take NCHW tensors in ``channels_last`` memory (the transformer
+stages see the same memory as (B, H, W, C), so switching never copies). In
+eval mode each convolution's BatchNorm is folded into its weights once and
+remembered until the parameters change (:class:`DerivedTensorCache`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from napari_sam.model.fused import conv2d
+
+
+class DerivedTensorCache:
+    """Holds one tensor computed from parameters until those parameters change.
+
+    A change is seen through each source tensor's storage address, in-place
+    version counter and dtype/device, which covers ``load_state_dict`` (copies
+    in place), ``.to(...)`` (new storage) and in-place edits. The sources are
+    referenced while cached so that a freed storage address cannot be reused by
+    a different tensor that would look identical.
+    """
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        # (key, sources, value) in one attribute, replaced in one assignment,
+        # so that a reader in another thread never pairs a key with a stale value.
+        self._entry: tuple | None = None
+
+    def get(self, sources: Sequence[torch.Tensor], compute: Callable, extra: tuple = ()):
+        if torch.is_grad_enabled() and any(s.requires_grad for s in sources):
+            # Gradients must reach the parameters: never hand out a detached copy.
+            return compute()
+        try:
+            key = tuple((s.data_ptr(), s._version, s.dtype, s.device) for s in sources) + extra
+        except RuntimeError:
+            # Tensors made under torch.inference_mode() have no version counter,
+            # so a change could not be noticed: compute afresh each time.
+            return compute()
+        entry = self._entry
+        if entry is None or entry[0] != key:
+            with torch.no_grad():
+                entry = (key, tuple(s.detach() for s in sources), compute())
+            self._entry = entry
+        return entry[2]
+
+
+class ConvBatchNorm(nn.Module):
+    """A bias-free convolution followed by BatchNorm (keys ``c.*`` and ``bn.*``).
+
+    In eval mode the BatchNorm is an affine map per output channel, so it is
+    folded into the convolution weights once and the pair runs as a single
+    convolution with a bias: one pass over the activations instead of two.
+    """
+
+    def __init__(
+        self, in_chans: int, out_chans: int, kernel_size: int = 1, stride: int = 1, groups: int = 1
+    ) -> None:
+        super().__init__()
+        self.c = nn.Conv2d(
+            in_chans, out_chans, kernel_size, stride, padding=kernel_size // 2, groups=groups, bias=False
+        )
+        self.bn = nn.BatchNorm2d(out_chans)
+        self._folded = DerivedTensorCache()
+
+    def train(self, mode: bool = True):
+        self._folded.clear()
+        return super().train(mode)
+
+    def _fold(self) -> tuple[torch.Tensor, torch.Tensor]:
+        # Fold in float32 even for a bf16 module: the 1/sqrt(var) would lose
+        # precision in bf16, and it costs nothing here.
+        bn = self.bn
+        scale = bn.weight.float() * torch.rsqrt(bn.running_var.float() + bn.eps)
+        weight = self.c.weight.float() * scale[:, None, None, None]
+        bias = bn.bias.float() - bn.running_mean.float() * scale
+        dtype = self.c.weight.dtype
+        return weight.to(dtype), bias.to(dtype)
+
+    def folded_weight_and_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
+        bn = self.bn
+        sources = (self.c.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+        return self._folded.get(sources, self._fold)
+
+    def forward(self, x: torch.Tensor, *, gelu: bool = False, add: torch.Tensor | None = None) -> torch.Tensor:
+        """conv + BN, then ``+ add`` if given, then GELU if asked."""
+        if self.training:
+            # Batch statistics: BatchNorm must run as its own layer.
+            y = self.bn(self.c(x))
+            if add is not None:
+                y = y + add
+            return F.gelu(y) if gelu else y
+        weight, bias = self.folded_weight_and_bias()
+        c = self.c
+        return conv2d(x, weight, bias, c.stride[0], c.padding[0], c.groups, gelu=gelu, add=add)
+
+
+class PatchEmbed(nn.Module):
+    """Two stride-2 3x3 convolutions: image (S) -> features at S/4."""
+
+    def __init__(self, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        # Index 1 is the activation, which has no parameters; it is kept so that
+        # the keys read seq.0 / seq.2, but applied inside seq.0's convolution.
+        self.seq = nn.Sequential(
+            ConvBatchNorm(in_chans, embed_dim // 2, 3, stride=2),
+            nn.GELU(),
+            ConvBatchNorm(embed_dim // 2, embed_dim, 3, stride=2),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.seq[2](self.seq[0](x, gelu=True))
+
+
+class MBConv(nn.Module):
+    """Inverted residual block: 1x1 expand, 3x3 depthwise, 1x1 project, + input."""
+
+    def __init__(self, dim: int, expand_ratio: float) -> None:
+        super().__init__()
+        hidden = int(dim * expand_ratio)
+        self.conv1 = ConvBatchNorm(dim, hidden, 1)
+        self.conv2 = ConvBatchNorm(hidden, hidden, 3, groups=hidden)
+        self.conv3 = ConvBatchNorm(hidden, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv1(x, gelu=True)
+        y = self.conv2(y, gelu=True)
+        return self.conv3(y, add=x, gelu=True)
+
+
+class PatchMerging(nn.Module):
+    """Change the width between stages: 1x1, depthwise 3x3 (stride 1 or 2), 1x1."""
+
+    def __init__(self, dim: int, out_dim: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = ConvBatchNorm(dim, out_dim, 1)
+        self.conv2 = ConvBatchNorm(out_dim, out_dim, 3, stride=stride, groups=out_dim)
+        self.conv3 = ConvBatchNorm(out_dim, out_dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x, gelu=True)
+        x = self.conv2(x, gelu=True)
+        return self.conv3(x)
+
+
+class ConvStage(nn.Module):
+    """Stage 0: MBConv blocks, then patch merging; NCHW (channels_last) in and out."""
+
+    def __init__(self, dim: int, depth: int, expand_ratio: float, out_dim: int, stride: int) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(MBConv(dim, expand_ratio) for _ in range(depth))
+        self.downsample = PatchMerging(dim, out_dim, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return self.downsample(x)
