@@ -246,7 +246,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="vit_b", help="architecture preset (random weights): vit_b, vit_t, ...")
     parser.add_argument("--size", type=int, default=512, help="side of the test planes in pixels")
-    parser.add_argument("--slices", type=int, default=12, help="slices of the test stack")
+    parser.add_argument("--slices", type=int, default=16, help="slices of the test stack (at least 12)")
     parser.add_argument("--clicks", type=int, default=10)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
@@ -293,7 +293,7 @@ def main(argv=None):
         pump(app, 0.25)
         cached_steps.append(gaps.worst_since(mark))
     new_steps = []
-    for z in range(half, args.slices):
+    for z in range(half, half + 3):
         mark = gaps.mark()
         scene.step_to(z)
         pump(app, 0.25)
@@ -327,14 +327,15 @@ def main(argv=None):
     box_gap = gaps.worst_since(mark)
     scene.clear_candidates()
 
-    # 5. clicks while a neighbour embeds
+    # 5. clicks while a neighbour embeds: a slice far from the ones embedded so far, then its prefetch
     scene.set_prefetch(True)
     busy_clicks, during = [], []
+    far = args.slices - 3
+    scene.step_to(far)
     n_embedded = len(scene.engine.embed_times)
-    scene.step_to(args.slices - 1)  # its neighbours are cached except the ones further up
-    pump(app, 0.3)
-    scene.step_to(half)
-    until(app, lambda: not widget.is_idle(), timeout_s=30)  # prefetching a neighbour
+    until(app, lambda: len(scene.engine.embed_times) > n_embedded and widget.is_idle())
+    n_embedded = len(scene.engine.embed_times)
+    until(app, lambda: not widget.is_idle(), timeout_s=30)  # the pause is over: a neighbour is prefetched
     mark = gaps.mark()
     for _ in range(args.clicks):
         y, x = rng.uniform(0.1, 0.9, 2) * S
