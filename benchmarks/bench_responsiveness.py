@@ -164,6 +164,14 @@ class Scene:
         else:
             self.widget.prefetch_enabled = on
 
+    def prefetching(self) -> bool:
+        """A neighbour of the slice shown is being embedded in the background now."""
+        if hasattr(self.widget, "session"):
+            running = self.widget.session._embeddings.lane.running
+            return running is not None and not running.user_waits
+        running = self.widget.embedder.running
+        return running is not None and running.prefetch
+
     def layer(self, name: str):
         return next(lyr for lyr in self.viewer.layers if lyr.name == name)
 
@@ -335,12 +343,12 @@ def main(argv=None):
     n_embedded = len(scene.engine.embed_times)
     until(app, lambda: len(scene.engine.embed_times) > n_embedded and widget.is_idle())
     n_embedded = len(scene.engine.embed_times)
-    until(app, lambda: not widget.is_idle(), timeout_s=30)  # the pause is over: a neighbour is prefetched
+    until(app, scene.prefetching, timeout_s=30)  # the pause is over: a neighbour is prefetched
     mark = gaps.mark()
     for _ in range(args.clicks):
         y, x = rng.uniform(0.1, 0.9, 2) * S
+        during.append(scene.prefetching())
         busy_clicks.append(scene.click(y, x))
-        during.append(not widget.is_idle())
     busy_gap = gaps.worst_since(mark)
     until(app, widget.is_idle)
     scene.set_prefetch(False)

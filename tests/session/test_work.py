@@ -74,3 +74,20 @@ def test_decodes_go_inline_while_quick_and_probe_again_from_the_background():
     timer.estimate = None
     timer.timed(lambda: None)
     assert timer.estimate is not None and timer.estimate < 0.04
+
+
+def test_background_lanes_run_at_a_lower_priority():
+    import os
+
+    import pytest
+
+    if not hasattr(os, "getpriority"):
+        pytest.skip("no per-thread priorities on this system")
+    loop, seen = ManualLoop(), []
+    lane = Lane("t", loop, background=True)
+    lane.submit(Job(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), done=seen.append))
+    plain = Lane("t", loop)
+    plain.submit(Job(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), done=seen.append))
+    loop.run_until(lambda: len(seen) == 2)
+    here = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert seen == [min(here + 10, 19), here]

@@ -29,7 +29,7 @@ class SliceEmbeddings:
                  on_activity: Callable[[], None]) -> None:
         self.planes, self.workspace = planes, workspace
         self._on_ready, self._on_failed, self._on_activity = on_ready, on_failed, on_activity
-        self.lane = Lane("embedding", post, on_busy=lambda _: on_activity())
+        self.lane = Lane("embedding", post, on_busy=lambda _: on_activity(), background=True)
         self._keys: dict[tuple, object] = {}  # (slice, model_id, precision) -> EmbeddingKey
 
     @property

@@ -20,6 +20,7 @@ No Qt and no napari here.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -52,8 +53,10 @@ class Lane:
     ``on_busy(busy)`` is posted whenever the lane starts or stops having work.
     """
 
-    def __init__(self, name: str, post: Post, on_busy: Callable[[bool], None] | None = None) -> None:
+    def __init__(self, name: str, post: Post, on_busy: Callable[[bool], None] | None = None,
+                 background: bool = False) -> None:
         self.name = name
+        self.background = background  # heavy work: run it at a lower CPU priority (see _run)
         self._post = post
         self._on_busy = on_busy
         self._lock = threading.Lock()
@@ -151,6 +154,8 @@ class Lane:
         thread.start()
 
     def _run(self, job: Job) -> None:
+        if self.background:
+            lower_priority()
         try:
             value = job.fn()
         except Exception as err:  # reported through job.failed
@@ -168,6 +173,26 @@ class Lane:
             self._post(callback, value)
         except RuntimeError:  # the event loop that would run it is gone (napari closed)
             pass
+
+
+#: How much nicer than napari's own thread background work runs (Unix "nice" levels).
+BACKGROUND_NICENESS = 10
+
+
+def lower_priority() -> None:
+    """Give the calling thread (and the compute threads it starts) a lower CPU priority.
+
+    An embedding keeps every core busy for seconds. At the same priority as
+    napari's thread, drawing and clicks on a 2-core laptop wait for a share
+    of the CPU; at a lower one they get it at once and the embedding runs on
+    whatever is left, as fast as before when napari is idle. On Linux the
+    niceness is per thread and inherited by the threads a thread starts
+    (PyTorch's OpenMP workers for this thread); elsewhere this does nothing.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
+    except (AttributeError, OSError):  # no per-thread priorities here (Windows, macOS), or not allowed
+        pass
 
 
 class DecodeTimer:

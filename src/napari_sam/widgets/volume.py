@@ -63,7 +63,7 @@ class VolumeWidget(QWidget):
         app = QCoreApplication.instance()
         if app is not None:  # napari is quitting: a running job stops after its current slice
             app.aboutToQuit.connect(self._cancel.set)
-        self._lane = Lane("volume job", self.hub.post)
+        self._lane = Lane("volume job", self.hub.post, background=True)
         self._job_open = False  # a job was started and its result has not been handled yet
         self.last_embed = None  # StackReport of the last "Embed stack"
         self.last_propagation = None  # PropagationResult of the last "Propagate"
