@@ -1,6 +1,11 @@
-"""Stand-ins shared by the session and widget tests: a fast, exact engine and a hand-driven event loop."""
+"""Stand-ins shared by the session and widget tests: a fast, exact engine, a hand-driven event loop.
 
+Also whether napari can draw here (``has_display``).
+"""
+
+import os
 import queue
+import sys
 import threading
 import time
 
@@ -116,3 +121,10 @@ class ManualLoop:
             if time.monotonic() > end:
                 raise TimeoutError("the condition was not met in time")
             self.run_pending(wait=0.01)
+
+
+def has_display() -> bool:
+    """napari's canvas needs a real (or virtual, Xvfb) display; Qt aborts the process without one."""
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True

@@ -15,8 +15,9 @@ def emb(mb: float = 1.0, model="m1", prep="uint8"):
     return ImageEmbedding(torch.zeros(1, n, 1, 1), (8, 8), (8, 8), model, prep)
 
 
-def key(z=0, image="img", model="m1", prep="uint8"):
-    return EmbeddingKey(image, (z,), model, prep)
+def key(z=0, image=None, model="m1", prep="uint8", precision="fp32"):
+    """A key for slice z; each slice has pixels of its own unless ``image`` says otherwise."""
+    return EmbeddingKey(image or f"img{z}", (z,), model, prep, precision)
 
 
 def test_get_returns_what_was_put_and_misses_on_any_identity_change():
@@ -28,6 +29,9 @@ def test_get_returns_what_was_put_and_misses_on_any_identity_change():
     assert cache.get(key(3, image="other")) is None
     assert cache.get(key(3, model="m2")) is None
     assert cache.get(key(3, prep="linear:given:0:1")) is None
+    assert cache.get(key(3, precision="bf16")) is None
+    # The same pixels at another place of the stack have the same embedding.
+    assert cache.get(key(7, image="img3")) is e
 
 
 def test_budget_in_megabytes_evicts_least_recently_used():

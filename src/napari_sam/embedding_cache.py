@@ -2,9 +2,9 @@
 
 An embedding is only valid for the exact pixels, model, preprocessing and
 precision that made it. The cache key therefore holds every part of that
-identity: the plane's fingerprint, the slice (indices of the axes in front of
-the displayed plane), the model's weights id, the preprocessing rule and the
-precision the encoder ran in. Looking up a key with any part changed is
+identity: the plane's fingerprint, the model's weights id, the preprocessing
+rule and the precision the encoder ran in (and, not compared, the slice it
+came from). Looking up a key with any part changed is
 simply a miss, never a wrong embedding.
 
 The cache is bounded in megabytes, not in entries: a vit_b embedding of one
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 #: Default memory budget: about 125 vit_b slice embeddings.
 DEFAULT_BUDGET_MB = 512.0
@@ -28,7 +28,9 @@ class EmbeddingKey:
     """What makes two slice embeddings interchangeable."""
 
     image: str  # napari_sam.fingerprint.array_fingerprint of the plane's pixels
-    slice_index: tuple[int, ...]  # indices of the leading axes; () for a 2D image
+    # Where the plane lies (the leading axes' indices; () for a 2D image): for messages only. Two
+    # planes with the same pixels have the same embedding wherever they lie, so it is not compared.
+    slice_index: tuple[int, ...] = field(compare=False)
     model_id: str  # Sam.weights_id
     preprocessing: str  # how pixels became uint8 RGB (e.g. the stack's intensity range)
     precision: str = "fp32"  # what the image encoder computed in: "fp32" or "bf16"

@@ -17,7 +17,7 @@ from napari_sam.volume import EmbeddingStore, StackEmbeddings, embed_stack
 from napari_sam.volume import claims
 
 # The package's embed_stack is the function; the module holds the polling interval.
-embed_stack_module = importlib.import_module("napari_sam.volume.embed_stack")
+embeddings_module = importlib.import_module("napari_sam.embeddings")  # where the claims are waited for
 
 
 class SlowPredictor(CountingPredictor):
@@ -34,7 +34,7 @@ def stack():
 
 
 def test_two_runs_on_one_cache_compute_each_slice_once(tmp_path, stack, monkeypatch):
-    monkeypatch.setattr(embed_stack_module, "CLAIM_POLL_S", 0.02)
+    monkeypatch.setattr(embeddings_module, "CLAIM_POLL_S", 0.02)
     model = tiny_model()
     predictors = [SlowPredictor(model, device="cpu", precision="fp32") for _ in range(2)]
     results, errors = [None, None], []
@@ -61,7 +61,7 @@ def test_two_runs_on_one_cache_compute_each_slice_once(tmp_path, stack, monkeypa
 
 
 def test_a_slice_claimed_by_another_process_is_read_when_it_is_done(tmp_path, stack, monkeypatch):
-    monkeypatch.setattr(embed_stack_module, "CLAIM_POLL_S", 0.02)
+    monkeypatch.setattr(embeddings_module, "CLAIM_POLL_S", 0.02)
     model = tiny_model()
     store = EmbeddingStore(tmp_path)
     other = StackEmbeddings(CountingPredictor(model, device="cpu", precision="fp32"), stack, store)

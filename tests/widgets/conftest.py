@@ -2,23 +2,15 @@
 
 import functools
 import os
-import sys
 import threading
 
 import pytest
-from fakes import StubFactory
+from fakes import StubFactory, has_display
 
 @pytest.fixture
 def stub_factory():
     """An engine factory for the docks that hands out one shared StubEngine per model name."""
     return StubFactory()
-
-
-def has_display() -> bool:
-    """napari's canvas needs a real (or virtual, Xvfb) display; Qt aborts the process without one."""
-    if sys.platform.startswith("linux"):
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return True
 
 
 def pytest_collection_modifyitems(config, items):

@@ -13,7 +13,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import has_display
+from fakes import has_display
 
 pytestmark = pytest.mark.skipif(not has_display(), reason="napari needs a display: run under xvfb-run (see dev.sh)")
 
@@ -138,16 +138,14 @@ def test_closing_napari_during_a_stack_embedding(tmp_path):
         """
         from napari_sam.widgets import volume as V
 
-        from napari_sam.session import SessionStack
+        real_embed_stack = V.embed_stack
 
-        real_embed_all = SessionStack.embed_all
-
-        def embed_all(self, *args, **kwargs):  # the real job, telling how it ended
-            result = real_embed_all(self, *args, **kwargs)
+        def embed_stack(*args, **kwargs):  # the real job, telling how it ended
+            result = real_embed_stack(*args, **kwargs)
             print("stack job cancelled" if result.cancelled else "stack job completed", flush=True)
             return result
 
-        SessionStack.embed_all = embed_all
+        V.embed_stack = embed_stack
         stack = viewer.add_image(np.random.default_rng(1).random((300, 64, 64)).astype(np.float32), name="long stack")
         widget = V.VolumeWidget(viewer, confirm_clear=False)
         viewer.window.add_dock_widget(widget, name="SAM Volume")

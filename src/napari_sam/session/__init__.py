@@ -1,21 +1,20 @@
 """The annotation session and what it stands on; plain Python, no Qt, no napari.
 
+Where a plane becomes an embedding (memory -> disk -> encoder) is :mod:`napari_sam.embeddings`.
+
 * :mod:`.planes` - the image as planes, and its intensity rule;
-* :mod:`.embeddings` - where a plane becomes an embedding: memory -> disk -> encoder;
 * :mod:`.engine` - what a model offers (:class:`Engine`) and our SAM behind it;
 * :mod:`.registry` - each model loaded once per process;
 * :mod:`.workspace` - what every dock shares (models, embeddings);
 * :mod:`.session` - one image being annotated: slice shown, prompts, candidates, commits;
-* :mod:`.stack` - the slices along one axis, for "Embed stack" and propagation;
 * :mod:`.work` - background lanes whose results come home through ``post``.
 """
 
-from .embeddings import COMPUTED, FROM_DISK, FROM_MEMORY, EmbeddingSource, Found, plane_and_key, slice_key
+from ..embeddings import COMPUTED, FROM_DISK, FROM_MEMORY, EmbeddingSource, Found, plane_and_key, slice_key
 from .engine import Engine, SamEngine
 from .planes import ImagePlanes
 from .registry import EngineRegistry, EngineSpec
 from .session import AnnotationSession, Status
-from .stack import SessionStack, StackReport
 from .work import Job, Lane, post_directly
 from .workspace import Workspace, shared_workspace
 
@@ -33,8 +32,6 @@ __all__ = [
     "Job",
     "Lane",
     "SamEngine",
-    "SessionStack",
-    "StackReport",
     "Status",
     "Workspace",
     "plane_and_key",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .embeddings import COMPUTED, FROM_DISK, plane_and_key
+from ..embeddings import COMPUTED, FROM_DISK, plane_and_key
 from .work import Job, Lane, Post
 
 #: Slices on each side embedded ahead after the user paused (3D stacks).

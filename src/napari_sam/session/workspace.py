@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 
 from ..volume.store import EmbeddingStore
-from .embeddings import EmbeddingSource
+from ..embeddings import EmbeddingSource
 from .registry import EngineRegistry
 
 

@@ -18,7 +18,6 @@ which slices were embedded first.
 from __future__ import annotations
 
 import logging
-import time
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -26,21 +25,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..fingerprint import array_fingerprint
+from ..embedding_cache import EmbeddingCache, EmbeddingKey
+from ..embeddings import COMPUTED, FROM_DISK, EmbeddingSource, Found, slice_key, store_key
 from ..model.embedding import ImageEmbedding
-from ..model.image import image_rule, stack_intensity_range
+from ..model.image import stack_intensity_range
 from ..progress import CancelCheck, ProgressCallback
 from .stack import check_stack
 from .store import CacheWriteError, EmbeddingStore, SliceKey, is_persistent_model_id
 
 logger = logging.getLogger(__name__)
 
-# Seconds between looks at a slice another process is computing.
-CLAIM_POLL_S = 0.25
 
 
 class StackEmbeddings:
-    """Embeddings of the slices of one stack for one predictor, computed at most once.
+    """Embeddings of the slices of one stack for one predictor: a view of :class:`~napari_sam.embeddings.EmbeddingSource`.
 
     Parameters
     ----------
@@ -57,6 +55,8 @@ class StackEmbeddings:
         writable): warn once and go on in memory, or raise CacheWriteError.
     keep_in_memory : keep every slice's embedding in memory once used (fast
         back-and-forth), or only read it from the store when asked.
+    source : an EmbeddingSource to share (the annotator's memory and store);
+        ``store`` and ``keep_in_memory`` are then the source's.
     """
 
     def __init__(
@@ -69,6 +69,7 @@ class StackEmbeddings:
         rgb: bool = False,
         cache_errors: str = "warn",
         keep_in_memory: bool = True,
+        source: EmbeddingSource | None = None,
     ):
         if not hasattr(predictor, "set_image") or not hasattr(predictor, "model"):
             raise TypeError(f"expected a SamPredictor, got {type(predictor).__name__}")
@@ -78,23 +79,30 @@ class StackEmbeddings:
             raise ValueError(f"cache_errors must be 'warn' or 'raise', got {cache_errors!r}")
         self.predictor = predictor
         self.stack = check_stack(stack, rgb=rgb)
-        self.store = store
         self.cache_errors = cache_errors
-        self.keep_in_memory = keep_in_memory
         if isinstance(intensity_range, str):
             if intensity_range != "stack":
                 raise ValueError(f"intensity_range must be 'stack', None or (low, high), got {intensity_range!r}")
             intensity_range = None if rgb else stack_intensity_range(np.asarray(self.stack))
         self.intensity_range = intensity_range
-        self._memory: dict[int, ImageEmbedding] = {}
-        self._keys: dict[int, SliceKey] = {}
-        self._store_failed: CacheWriteError | None = None
-        self.computed = 0  # slices run through the image encoder by this object
-        self.loaded = 0  # slices read from the store
-        model_id = predictor.model.weights_id
+        self.encoder = _PredictorEncoder(predictor)
+        model_id = self.encoder.model_id
         if store is not None and not is_persistent_model_id(model_id):
             logger.warning("model %s has no checkpoint hash: embeddings are kept in memory only", model_id)
-            self.store = None
+            store = None
+        if source is None:
+            # Every slice kept once used (a stack's embeddings are a few MB each), or none.
+            source = EmbeddingSource(EmbeddingCache(_UNBOUNDED_MB if keep_in_memory else 0.0), store,
+                                     raise_store_errors=cache_errors == "raise")
+        self.source = source
+        self._keys: dict[int, EmbeddingKey] = {}
+        self._warned = False
+        self.computed = 0  # slices run through the image encoder by this object
+        self.loaded = 0  # slices read from the store
+
+    @property
+    def store(self) -> EmbeddingStore | None:
+        return self.source.store
 
     def __len__(self) -> int:
         return int(self.stack.shape[0])
@@ -106,7 +114,7 @@ class StackEmbeddings:
     @property
     def store_error(self) -> CacheWriteError | None:
         """The error that stopped saving to the store, if any (embeddings were then kept in memory)."""
-        return self._store_failed
+        return self.source.store_error
 
     def _check_index(self, index) -> int:
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
@@ -119,42 +127,36 @@ class StackEmbeddings:
     def slice_image(self, index: int) -> np.ndarray:
         return np.asarray(self.stack[self._check_index(index)])
 
-    def key(self, index: int) -> SliceKey:
-        """The identity of slice ``index``'s embedding (pixels, model, preprocessing rule, precision)."""
+    def _key(self, index: int) -> EmbeddingKey:
         index = self._check_index(index)
         if index not in self._keys:
-            image = self.slice_image(index)
-            rule = image_rule(image, self.intensity_range)
-            self._keys[index] = SliceKey(
-                array_fingerprint(image), self.predictor.model.weights_id, rule, self._precision()
-            )
+            self._keys[index] = slice_key(self.slice_image(index), (index,), self.encoder, self.intensity_range)
         return self._keys[index]
 
-    def _precision(self) -> str:
-        # Predictors that predate ImageEmbedding.precision (test stand-ins) compute in fp32.
-        return getattr(self.predictor, "embedding_precision", "fp32")
+    def key(self, index: int) -> SliceKey:
+        """The identity of slice ``index``'s embedding in the store (pixels, model, rule, precision)."""
+        return store_key(self._key(index))
+
+    def _count(self, found: Found | None) -> ImageEmbedding | None:
+        if found is None:
+            return None
+        if found.origin == COMPUTED:
+            self.computed += 1
+        elif found.origin == FROM_DISK:
+            self.loaded += 1
+        if self.source.store_error is not None and not self._warned:
+            self._warned = True
+            warnings.warn(f"{self.source.store_error}; embeddings of this stack are kept in memory only",
+                          RuntimeWarning, stacklevel=3)
+        return found.embedding
 
     def cached(self, index: int) -> ImageEmbedding | None:
         """The embedding of slice ``index`` from memory or the store, without computing it."""
-        index = self._check_index(index)
-        emb = self._memory.get(index)
-        if emb is not None:
-            return emb
-        if self.store is None:
-            return None
-        emb = self.store.get(self.key(index), original_size=self.slice_shape)
-        if emb is not None:
-            self.loaded += 1
-            if self.keep_in_memory:
-                self._memory[index] = emb
-        return emb
+        return self._count(self.source.cached(self._key(index), self.slice_shape))
 
     def is_available(self, index: int) -> bool:
         """True when slice ``index`` needs no encoder run (in memory or validly stored)."""
-        index = self._check_index(index)
-        if index in self._memory:
-            return True
-        return self.store is not None and self.store.contains(self.key(index), original_size=self.slice_shape)
+        return self.source.is_available(self._key(index), self.slice_shape)
 
     def missing(self, indices: Iterable[int] | None = None) -> list[int]:
         """The slices (of ``indices``, default all) that would have to be computed."""
@@ -167,66 +169,53 @@ class StackEmbeddings:
         While another process computes this slice into the same store (it holds
         the slice's claim, :mod:`.claims`), wait for its entry instead.
         """
-        emb = self.cached(index)
-        if emb is not None:
-            return emb
         return self.claimed(index, wait=True)
 
     def claimed(self, index: int, *, wait: bool, should_cancel: CancelCheck | None = None) -> ImageEmbedding | None:
-        """Compute slice ``index`` under its claim, or read the entry another process is computing.
+        """The embedding, computed here under the slice's claim or read when another process finished it.
 
         With ``wait=False`` returns None at once when another process holds the
         claim; with ``wait=True`` polls until the entry appears, the claim is
         given up (then computes it here) or ``should_cancel()`` (then None).
         """
         index = self._check_index(index)
-        if self.store is None:
-            return self.compute(index)
-        key = self.key(index)
-        while True:
-            claim = self.store.claim(key)
-            if claim is not None:
-                try:
-                    emb = self.cached(index)  # finished by the other just before we claimed it
-                    return emb if emb is not None else self.compute(index)
-                finally:
-                    claim.release()
-            if not wait or (should_cancel is not None and should_cancel()):
-                return None
-            time.sleep(CLAIM_POLL_S)
-            emb = self.cached(index)
-            if emb is not None:
-                return emb
+        try:
+            found = self.source.get(self._key(index), self.slice_image(index), self.encoder, self.intensity_range,
+                                    wait=wait, should_cancel=should_cancel)
+        except (ValueError, TypeError, OSError, MemoryError) as err:
+            if isinstance(err, CacheWriteError):
+                raise
+            raise _naming_slice(err, index) from err
+        return self._count(found)
 
     def compute(self, index: int) -> ImageEmbedding:
         """Run the image encoder on slice ``index`` (even if stored) and save the result."""
         index = self._check_index(index)
         try:
-            with keep_current_image(self.predictor):
-                emb = self.predictor.set_image(self.slice_image(index), intensity_range=self.intensity_range)
+            found = self.source.compute(self._key(index), self.slice_image(index), self.encoder, self.intensity_range)
         except (ValueError, TypeError, OSError, MemoryError) as err:
-            raise _naming_slice(err, index) from err
-        emb = emb.to("cpu")
-        self.computed += 1
-        key = self.key(index)
-        if (emb.preprocessing, emb.model_id, emb.precision) != (key.preprocessing, key.model_id, key.precision):
-            # Cannot happen with the rule of napari_sam.model.image; guards a future change of it.
-            raise RuntimeError(f"slice {index}: the encoder used rule {emb.preprocessing!r}, expected {key.preprocessing!r}")
-        self._save(key, emb)
-        if self.keep_in_memory:
-            self._memory[index] = emb
-        return emb
-
-    def _save(self, key: SliceKey, emb: ImageEmbedding) -> None:
-        if self.store is None or self._store_failed is not None:
-            return
-        try:
-            self.store.put(key, emb)
-        except CacheWriteError as err:
-            if self.cache_errors == "raise":
+            if isinstance(err, CacheWriteError):
                 raise
-            self._store_failed = err
-            warnings.warn(f"{err}; embeddings of this stack are kept in memory only", RuntimeWarning, stacklevel=3)
+            raise _naming_slice(err, index) from err
+        return self._count(found)
+
+
+class _PredictorEncoder:
+    """A SamPredictor as the encoder of :class:`~napari_sam.embeddings.EmbeddingSource` (keeping its current image)."""
+
+    def __init__(self, predictor) -> None:
+        self.predictor = predictor
+        self.model_id = predictor.model.weights_id
+        # Predictors that predate ImageEmbedding.precision (test stand-ins) compute in fp32.
+        self.precision = getattr(predictor, "embedding_precision", "fp32")
+
+    def embed(self, plane, intensity_range=None) -> ImageEmbedding:
+        with keep_current_image(self.predictor):
+            return self.predictor.set_image(plane, intensity_range=intensity_range)
+
+
+# A stack kept whole in memory: every slice once used (the budget of the source's memory cache).
+_UNBOUNDED_MB = float(2**40)
 
 
 def _naming_slice(err: BaseException, index: int) -> BaseException:

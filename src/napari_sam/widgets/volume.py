@@ -29,8 +29,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..session import Job, Lane, SessionStack, Status
-from ..volume import annotations_from_labels, object_paint_indices, propagate, to_image_indices
+from ..embeddings import EmbeddingSource
+from ..session import Job, Lane, Status
+from ..volume import StackEmbeddings, annotations_from_labels, embed_stack, object_paint_indices, propagate, to_image_indices
 from ..volume.propagate import DEFAULT_IOU_THRESHOLD, SamSliceSegmenter
 from .events import disconnect_quietly
 from .cache_form import CacheRows
@@ -65,7 +66,7 @@ class VolumeWidget(QWidget):
             app.aboutToQuit.connect(self._cancel.set)
         self._lane = Lane("volume job", self.hub.post, background=True)
         self._job_open = False  # a job was started and its result has not been handled yet
-        self.last_embed = None  # StackReport of the last "Embed stack"
+        self.last_embed = None  # EmbedResult of the last "Embed stack"
         self.last_propagation = None  # PropagationResult of the last "Propagate"
         self._build_ui()
         self.images = ImageChoice(napari_viewer, self.image_combo, self._on_image_chosen,
@@ -168,19 +169,23 @@ class VolumeWidget(QWidget):
         if self.link is not None and 0 < int(self.link.labels.selected_label) <= _LABEL_MAX:
             self.label_spin.setValue(int(self.link.labels.selected_label))
 
-    def _stack(self) -> SessionStack:
-        """The stack through the position shown along the chosen axis (ValueError saying what is missing)."""
+    def _stack(self) -> StackEmbeddings:
+        """The stack through the position shown along the chosen axis (ValueError saying what is missing).
+
+        Its embeddings come from the workspace's lookup chain, the one the annotator uses.
+        """
         session = self.session
         if session is None:
             raise ValueError("choose a 3D image layer (2D images have no slices to walk through)")
         if session.engine is None:
             raise ValueError("load a model first (Load model above, or in SAM Annotator)")
-        here = self.link.current_slice()
-        axis = self.axis_spin.value()
-        slices = [tuple(here[:axis]) + (z,) + tuple(here[axis + 1:]) for z in range(session.planes.lead_shape[axis])]
-        workspace = self.hub.workspace
-        return SessionStack(session.planes, slices, session.engine, workspace.embeddings,
-                            use_store=workspace.use_store_for(session.planes))
+        planes, workspace = session.planes, self.hub.workspace
+        source = workspace.embeddings
+        if not workspace.use_store_for(planes):
+            source = EmbeddingSource(source.memory, None)  # the same memory, nothing on disk
+        data = planes.data[self._image_index()]
+        return StackEmbeddings(session.engine.new_predictor(), data, rgb=planes.rgb,
+                               intensity_range=planes.intensity_range(), source=source)
 
     # ------------------------------------------------------------------ jobs
     def is_idle(self) -> bool:
@@ -236,11 +241,15 @@ class VolumeWidget(QWidget):
         except ValueError as err:
             self._fail(f"cannot embed the stack: {err}")
             return False
-        return self._start(lambda: stack.embed_all(self._progress, self._cancel.is_set), self._on_embedded, "Embedding the stack")
+        job = lambda: embed_stack(stack.predictor, stack, progress=self._progress, should_cancel=self._cancel.is_set,
+                                  keep=False)  # noqa: E731
+        return self._start(job, self._on_embedded, "Embedding the stack")
 
-    def _on_embedded(self, report) -> None:
-        self.last_embed = report
-        self.status.show_status(report.summary() + ".")
+    def _on_embedded(self, result) -> None:
+        self.last_embed = result
+        done = len(result.computed) + len(result.loaded)
+        text = f"{done} of {result.total} slices embedded ({len(result.computed)} computed, {len(result.loaded)} from the cache)"
+        self.status.show_status(text + ("; cancelled: press Embed stack again to go on." if result.cancelled else "."))
         self._warn_store()
 
     def _warn_store(self) -> None:
@@ -253,7 +262,7 @@ class VolumeWidget(QWidget):
         label = int(self.label_spin.value())
         try:
             stack = self._stack()
-            index = self._image_index(stack)
+            index = self._image_index()
             labels_layer = self.link.labels
             annotations = annotations_from_labels(np.asarray(labels_layer.data[index]), label)
         except (ValueError, TypeError) as err:
@@ -269,7 +278,7 @@ class VolumeWidget(QWidget):
         return self._start(job, lambda result: self._on_propagated(result, labels_layer, index, label),
                            f"Propagating object {label}")
 
-    def _image_index(self, stack: SessionStack) -> tuple:
+    def _image_index(self) -> tuple:
         """The index that takes this stack out of the labels: the walked axis whole, the others as shown."""
         axis, here = self.axis_spin.value(), self.link.current_slice()
         return tuple(slice(None) if k == axis else i for k, i in enumerate(here)) + (slice(None),) * 2
