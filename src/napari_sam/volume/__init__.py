@@ -2,7 +2,7 @@
 
 * :mod:`.store` — the on-disk embedding cache (:class:`EmbeddingStore`).
 * :mod:`.embed_stack` — embedding a whole stack, resumable and cancellable.
-* :mod:`.propagate` — segmenting an object through neighbouring slices.
+* :mod:`.propagation` — segmenting an object through neighbouring slices (:mod:`.propagate` keeps its names).
 * :mod:`.stack` — checking stacks and taking one stack out of a 4D image.
 * :mod:`.commit` — which voxels a propagated object may set in a label volume.
 * :mod:`.cli` — the ``embed`` command line.
