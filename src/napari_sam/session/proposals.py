@@ -22,9 +22,11 @@ import threading
 
 import numpy as np
 
+from ..auto.decode import SegmentationCancelled
 from ..auto.labels import as_mask, masks_to_labels
 from ..auto.stack import link_slices
 from ..commit import LabelChange, plan_labelled
+from ..embeddings import plane_and_key
 
 #: The settings that re-filter a decoded grid (the others need the grid decoded again).
 THRESHOLDS = ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "min_mask_region_area")
@@ -63,6 +65,7 @@ class Proposals:
         shape = self.plane_shape if n_slices is None else (n_slices, *self.plane_shape)
         self.labels = np.zeros(shape, dtype=np.uint32)
         self._deleted = np.zeros(shape, dtype=bool)  # where the user deleted proposals
+        self.cancelled = False  # a stack's search was cancelled: the slices done are kept
 
     # ------------------------------------------------------------------ building
     @property
@@ -174,3 +177,68 @@ class Proposals:
             else:
                 self._deleted |= chosen
         self._refresh()
+
+
+# ---------------------------------------------------------------------- finding them
+def generator_for(engine, settings: dict, source=None):
+    """A generator on ``engine``'s model (its own predictor: the annotator's keeps its image)."""
+    from ..auto import AutomaticMaskGenerator
+
+    return AutomaticMaskGenerator(engine.new_predictor(), source=source, **settings)
+
+
+def find_in_plane(session, workspace, settings: dict, slice_index, *, existing=None, progress=None,
+                  should_cancel=None) -> Proposals:
+    """Segment everything on one plane of ``session``'s image, from the embedding the cache holds (or computes)."""
+    planes, engine = session.planes, session.engine
+    if engine is None:
+        raise ValueError("load a model first (Load model, in this dock or in SAM Annotator)")
+    s = planes.check_slice(slice_index)
+    plane, key = plane_and_key(planes, s, engine)
+    if plane.size == 0 or np.all(plane == plane.flat[0]):
+        raise ValueError(f"{planes.describe(s)} is constant: there is nothing to segment")
+    found = workspace.embeddings.get(key, plane, engine, planes.intensity_range(), use_store=workspace.use_store_for(planes),
+                                     should_cancel=should_cancel)
+    if found is None:
+        raise SegmentationCancelled("cancelled while the slice was embedded")
+    generator = generator_for(engine, settings, workspace.embeddings)
+    decoded = generator.decode_grid(plane if generator.settings.crop_n_layers else None, embedding=found.embedding,
+                                    intensity_range=planes.intensity_range(), slice_index=s, progress=progress,
+                                    should_cancel=should_cancel)
+    proposals = Proposals(generator, (*s, slice(None), slice(None)), plane.shape[:2], existing=existing)
+    proposals.add(0, decoded)
+    return proposals
+
+
+def find_in_stack(session, workspace, settings: dict, index: tuple, *, existing=None, on_slice=None, progress=None,
+                  should_cancel=None) -> Proposals:
+    """Segment everything slice by slice through the stack ``index`` takes out of the image, then link through z.
+
+    ``on_slice(proposals, z)`` is called as each slice's proposals are in (shown unlinked
+    until the end); cancelling keeps the finished slices (``proposals.cancelled``).
+    """
+    stack = workspace.stack_embeddings(session, index)
+    generator = generator_for(session.engine, settings, workspace.embeddings)
+    n = len(stack)
+    proposals = Proposals(generator, index, np.asarray(stack.stack[0]).shape[:2], n_slices=n, existing=existing)
+    proposals.cancelled = False
+    for z in range(n):
+        plane = np.asarray(stack.stack[z])
+        if should_cancel is not None and should_cancel():
+            proposals.cancelled = True
+            break
+        if plane.size and not np.all(plane == plane.flat[0]):  # a blank slice has nothing to find
+            try:
+                decoded = generator.decode_grid(plane if generator.settings.crop_n_layers else None,
+                                                embedding=stack.get(z), intensity_range=stack.intensity_range,
+                                                should_cancel=should_cancel)
+            except SegmentationCancelled:
+                proposals.cancelled = True
+                break
+            proposals.add(z, decoded)
+            if on_slice is not None:
+                on_slice(proposals, z)
+        if progress is not None:
+            progress(z + 1, n)
+    proposals.link()
+    return proposals
