@@ -98,7 +98,7 @@ def test_propagate_all_writes_one_change_that_spares_other_objects():
     assert np.array_equal(out, expected)
     undo_change(out, change)
     assert np.array_equal(out, painted)
-    assert steps[0] == (0, 4) and steps[-1] == (4, 4)
+    assert steps[0] == (0, 2) and steps[-1] == (2, 2)
 
 
 def test_propagate_all_cancelled_half_way_returns_what_is_done():

@@ -5,8 +5,12 @@ voxels it may not take (and as negative points for the model, so its mask
 does not bleed into them). Two rounds, because an object walking first
 does not yet know where the others will be:
 
-1. each object walks knowing only the other objects' annotated slices;
-2. each object walks again knowing where the others went in round 1.
+1. each object walks knowing the other objects' annotated slices (their
+   negative points are carried along the walk, see :mod:`.prompting`);
+2. optionally (``rounds=2``), each object walks again knowing where the
+   others went in round 1. Measured, it did not help: round 1's errors
+   (a neighbour that bled) then push the right object out (mean 3D IoU
+   0.740 with two rounds, 0.771 with one, bench_propagation.py).
 
 Then the objects are written in order, each into the voxels still free, so
 no voxel ends in two objects. The result is one planned change of the
@@ -50,7 +54,7 @@ def propagate_objects(
     annotations: Mapping[int, Mapping[int, np.ndarray]],
     n_slices: int | None = None,
     *,
-    rounds: int = 2,
+    rounds: int = 1,
     progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
     **options,

@@ -64,7 +64,8 @@ def calibrate(plane, mask) -> SignalLevel | None:
     ring = _ring(mask)
     if not ring.any():
         return None
-    inside, around = float(np.median(smooth[mask])), float(np.median(smooth[ring]))
+    # The surroundings' lower quartile, not their median: a bright neighbour in the ring must not raise it.
+    inside, around = float(np.median(smooth[mask])), float(np.percentile(smooth[ring], 25))
     if inside == around:
         return None
     bright = inside > around
@@ -94,7 +95,13 @@ def fit_to_signal(mask: np.ndarray, plane, level: SignalLevel, seed: np.ndarray 
     mask) most is kept, so a bright speck at the mask's rim does not become
     the object.
     """
-    cut = np.asarray(mask, dtype=bool) & level.inside(plane)
+    mask = np.asarray(mask, dtype=bool)
+    cut = np.zeros_like(mask)
+    window = _window(mask, 3 * int(np.ceil(SMOOTHING)) + 1)
+    if window is None:
+        return cut
+    plane = np.asarray(plane)[window]
+    cut[window] = mask[window] & level.inside(plane)  # smoothing near the mask only: a slice's time stays the model's
     pieces, n = ndimage.label(cut)
     if n == 0:
         return cut
@@ -104,3 +111,12 @@ def fit_to_signal(mask: np.ndarray, plane, level: SignalLevel, seed: np.ndarray 
         overlap[0] = 0
         cut = pieces == int(np.argmax(overlap))
     return ndimage.binary_fill_holes(cut)
+
+
+def _window(mask: np.ndarray, margin: int):
+    """The rows and columns around ``mask``'s pixels, ``margin`` wider on each side (None if empty)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return None
+    return (slice(max(rows[0] - margin, 0), rows[-1] + margin + 1),
+            slice(max(cols[0] - margin, 0), cols[-1] + margin + 1))
