@@ -8,6 +8,13 @@ the benchmarks import from ``napari_sam.volume.propagate``.
 from ..progress import CancelCheck, ProgressCallback  # noqa: F401  (named here before the split)
 from .propagation import (  # noqa: F401
     DEFAULT_IOU_THRESHOLD,
+    PRESETS,
+    Correction,
+    ObjectsResult,
+    correct,
+    plan_objects_change,
+    propagate_all,
+    propagate_objects,
     DEFAULT_PROMPT,
     PROMPT_PARTS,
     PropagationResult,

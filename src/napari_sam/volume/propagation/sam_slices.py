@@ -11,6 +11,8 @@ from .results import PropagationResult
 from .slices import SlicePrompt, SliceSegmentation
 from .walk import propagate
 
+PICKS = ("single", "agreement", "shape")
+
 
 class SamSliceSegmenter:
     """Answers slice prompts with SAM, using a :class:`~napari_sam.volume.StackEmbeddings`.
@@ -18,14 +20,16 @@ class SamSliceSegmenter:
     Embeddings come from memory or the disk cache, or are computed (and saved)
     when a walk first reaches a slice. ``pick="single"`` asks SAM for one mask;
     ``pick="agreement"`` asks for its three candidates and keeps the one that
-    overlaps the previous slice's mask most.
+    overlaps the previous slice's mask most; ``pick="shape"`` keeps the one
+    that overlaps the expected mask most (the previous mask grown or shrunk
+    as the object changed over the last two slices).
     """
 
     def __init__(self, embeddings, pick: str = "single"):
         if not hasattr(embeddings, "get") or not hasattr(embeddings, "predictor"):
             raise TypeError(f"expected a StackEmbeddings, got {type(embeddings).__name__}")
-        if pick not in ("single", "agreement"):
-            raise ValueError(f"pick must be 'single' or 'agreement', got {pick!r}")
+        if pick not in PICKS:
+            raise ValueError(f"pick must be one of {PICKS}, got {pick!r}")
         self.embeddings = embeddings
         self.predictor = embeddings.predictor
         self.pick = pick
@@ -33,11 +37,15 @@ class SamSliceSegmenter:
     def __len__(self) -> int:
         return len(self.embeddings)
 
+    def slice_image(self, index: int) -> np.ndarray:
+        """The slice's pixels, for fitting masks to the object's signal."""
+        return self.embeddings.slice_image(index)
+
     def segment(self, index: int, prompt: SlicePrompt) -> SliceSegmentation:
         from ..embed_stack import keep_current_image
 
         embedding = self.embeddings.get(index)
-        multimask = self.pick == "agreement"
+        multimask = self.pick != "single"
         with keep_current_image(self.predictor):
             self.predictor.set_embedding(embedding)
             masks, scores, low_res = self.predictor.predict(
@@ -49,7 +57,10 @@ class SamSliceSegmenter:
             )
         best = 0
         if multimask:
-            best = int(np.argmax([mask_iou(m, prompt.previous_mask) for m in masks]))
+            wanted = prompt.previous_mask
+            if self.pick == "shape" and prompt.expected_mask is not None:
+                wanted = prompt.expected_mask
+            best = int(np.argmax([mask_iou(m, wanted) for m in masks]))
         return SliceSegmentation(masks[best], low_res[best : best + 1], float(scores[best]))
 
 

@@ -23,6 +23,7 @@ class SlicePrompt:
     points: np.ndarray | None = None  # (N, 2) as (x, y)
     point_labels: np.ndarray | None = None  # (N,) 1 = object
     mask_input: np.ndarray | None = None  # (1, h, w) low-res logits of the previous slice
+    expected_mask: np.ndarray | None = None  # (H, W) bool: the previous mask grown/shrunk as the object changes
 
 
 @dataclass(frozen=True)

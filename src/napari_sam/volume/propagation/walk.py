@@ -8,6 +8,16 @@ early, the walk from the other end goes on past the middle until it reaches
 the slice where the first one stopped (or stops too), so one bad slice near
 one annotation does not leave a hole that the other annotation could fill.
 Annotated slices keep the user's mask unchanged.
+
+Each step: prompt the next slice from the masks before it (:mod:`.prompting`),
+shape the answer (:mod:`.shaping`: the object's signal, shrinking past the
+widest slice, other objects kept), then decide whether the walk goes on
+(:mod:`.stopping`).
+
+Two presets: ``"object"`` (the default) follows an object with everything
+that helped in ``benchmarks/bench_propagation.py``; ``"baseline"`` is the
+walk as it was before (box + point prompt, IoU jump test, no shaping), kept
+as the reference the benchmark compares with.
 """
 
 from __future__ import annotations
@@ -17,32 +27,56 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from ...progress import CancelCheck, ProgressCallback
+from ...geometry import mask_iou
 from .annotations import check_annotations
-from .prompting import DEFAULT_PROMPT, prompt_from_mask
+from .prompting import prompt_from_mask
 from .results import PropagationResult, SliceOutcome, Stop
+from .shaping import SHRINKING_BELOW, shape_answer
+from .signal import calibrate
 from .slices import SliceSegmenter, check_answer
-from .stopping import DEFAULT_IOU_THRESHOLD, check_settings, refusal
+from .stopping import DEFAULT_IOU_THRESHOLD, DEFAULT_VANISH_FRACTION, check_settings, refusal
+
+AGREEMENT = 0.9  # a corrected walk whose mask has this IoU with the object as it was has rejoined it
+
+PRESETS = {
+    "baseline": {"prompt": ("box", "point"), "vanish_fraction": 0.0, "overlap": "iou", "fit_signal": False,
+                 "shrink": False},
+    "object": {"prompt": ("box", "point"), "vanish_fraction": 0.0, "overlap": "smaller",
+               "fit_signal": True, "shrink": True},
+}
 
 
 class _Walk:
     """One walk from an annotated slice in one direction; it can be resumed past a meeting point."""
 
-    def __init__(self, annotation: int, direction: int, mask: np.ndarray, low_res):
+    def __init__(self, annotation: int, direction: int, mask: np.ndarray, low_res, level=None):
         self.annotation = annotation
         self.direction = direction
         self.index = annotation
         self.mask = mask
+        self.before: np.ndarray | None = None  # the mask of the slice before self.index
+        self.negatives: list = []  # (x, y) of the neighbours told to the model on the last step
         self.low_res = low_res
-        self.smallest_area = int(np.count_nonzero(mask))
+        self.level = level  # the object's edge level in its signal, or None
+        self.smallest_area = self.largest_area = int(np.count_nonzero(mask))
         self.stop: Stop | None = None
+
+    @property
+    def shrinking(self) -> bool:
+        """Past the object's widest cross-section on this walk."""
+        return np.count_nonzero(self.mask) < SHRINKING_BELOW * self.largest_area
 
     def end(self, reason: str, **details) -> None:
         self.stop = Stop(self.annotation, self.direction, self.index, reason, **details)
 
 
 class _Propagation:
-    def __init__(self, segmenter, n_slices, settings, progress, should_cancel, result, total):
+    def __init__(self, segmenter, n_slices, settings, progress, should_cancel, result, total, others=None,
+                 until_agrees=None, walls=frozenset()):
         self.segmenter = segmenter
+        self.until_agrees = until_agrees  # (Z, H, W) bool: the object as it was (a correction stops on agreeing)
+        self.walls = walls  # slices no walk enters (slices the user fixed by hand)
+        self.others = others  # (Z, H, W) ids of other objects (0: free), or None
         self.n_slices = n_slices
         self.s = settings
         self.progress = progress
@@ -62,24 +96,44 @@ class _Propagation:
                 walk.end("max_distance")
                 return
             z = walk.index + walk.direction
-            prompt = prompt_from_mask(walk.mask, walk.low_res, self.s["prompt"], self.s["box_margin"])
+            if z in self.walls:
+                walk.end("fixed_slice")
+                return
+            others = None if self.others is None else self.others[z]
+            # Ask the model, with a prompt made from the masks before (and the neighbours here and before).
+            neighbours = () if self.others is None else (others, self.others[walk.index])
+            prompt = prompt_from_mask(walk.mask, walk.low_res, self.s["prompt"], self.s["box_margin"],
+                                      others=neighbours, before=walk.before, carried=walk.negatives)
             seg = self.segmenter.segment(z, prompt)
             mask = check_answer(seg, walk.mask.shape, z)
             self.done += 1
             if self.progress is not None:
                 self.progress(min(self.done, self.total), self.total)
-            reason, figures = refusal(self.s, walk.mask, walk.smallest_area, mask)
+            # Keep only what the object can own: its signal, its shrinking outline, no other object.
+            plane = self.segmenter.slice_image(z) if walk.level is not None else None
+            mask = shape_answer(mask, walk.mask, plane=plane, level=walk.level,
+                                shrinking=self.s["shrink"] and walk.shrinking,
+                                others=None if others is None else others > 0)
+            # Go on, or end the walk: vanished, jumped, grown again.
+            reason, figures = refusal(self.s, walk.mask, walk.smallest_area, mask, walk.largest_area)
             if reason is not None:
                 walk.end(reason, rejected_slice=z, **figures)
                 return
             area, iou = figures["area"], figures["iou"]
             walk.smallest_area = min(walk.smallest_area, area)
+            walk.largest_area = max(walk.largest_area, area)
             self.result.mask[z] = mask
             self.result.slices[z] = SliceOutcome(
                 z, "propagated", area, walk.annotation, walk.index, float(seg.score), iou
             )
-            walk.index, walk.mask = z, mask
+            walk.index, walk.mask, walk.before = z, mask, walk.mask
+            if prompt.point_labels is not None:
+                walk.negatives = [tuple(p) for p, lab in zip(prompt.points, prompt.point_labels) if lab == 0]
             walk.low_res = None if seg.low_res is None else np.asarray(seg.low_res)
+            if self.until_agrees is not None and self.until_agrees[z].any() and (
+                    mask_iou(mask, self.until_agrees[z]) >= AGREEMENT):
+                walk.end("agrees_with_before")
+                return
 
     def finish(self, walk: _Walk, reason: str) -> None:
         if walk.stop is None:
@@ -94,13 +148,21 @@ def propagate(
     *,
     iou_threshold: float = DEFAULT_IOU_THRESHOLD,
     min_area: int = 1,
-    prompt: Iterable[str] = DEFAULT_PROMPT,
+    prompt: Iterable[str] | None = None,
     box_margin: float = 0.1,
     annotation_logits: Mapping[int, np.ndarray] | None = None,
     max_distance: int | None = None,
     max_regrowth: float | None = None,
     progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
+    preset: str = "object",
+    vanish_fraction: float | None = None,
+    overlap: str | None = None,
+    fit_signal: bool | None = None,
+    shrink: bool | None = None,
+    others: np.ndarray | None = None,
+    until_agrees: np.ndarray | None = None,
+    walls: Iterable[int] = (),
 ) -> PropagationResult:
     """Segment the object given on the annotated slices through its neighbouring slices.
 
@@ -111,7 +173,8 @@ def propagate(
     n_slices : slices in the stack; taken from ``len(segmenter)`` when not given.
     iou_threshold : a new mask whose IoU with the previous slice's mask is lower ends the walk (0 to 1).
     min_area : a mask with fewer pixels counts as vanished.
-    prompt : which of "box", "point", "mask" prompt the next slice.
+    prompt : which of "box", "point", "points", "mask", "negatives" prompt the next slice
+        (see :mod:`.prompting`); default: the preset's.
     box_margin : the box grows by this fraction of its size on each side.
     annotation_logits : {slice index: (1, h, w) low-res logits} of annotated slices segmented
         with the model, used as the first mask prompt when ``"mask"`` is in ``prompt``.
@@ -121,6 +184,19 @@ def propagate(
     progress : ``progress(done, total)`` after each slice; total is the most slices there could be.
     should_cancel : asked before each slice; when it returns True the result so far is returned
         with ``cancelled=True``.
+    preset : "object" (default) or "baseline" (the walk before issue 18); gives the defaults of
+        ``prompt``, ``vanish_fraction``, ``overlap``, ``fit_signal`` and ``shrink``.
+    vanish_fraction : a mask smaller than this part of the largest one seen on the walk has vanished.
+    overlap : the jump test: "iou" or "smaller" (the share of the smaller mask inside the other).
+    fit_signal : cut each mask at the object's edge level calibrated on its annotated slice
+        (needs a segmenter with ``slice_image(index)``; skipped where the annotation's edge is
+        not a level of its signal).
+    shrink : past the widest slice, a mask may reach only a few pixels beyond the previous one.
+    others : (Z, H, W) integer ids of other objects (0 = free), never taken and, with "negatives"
+        in ``prompt``, given to the model as negative points.
+    until_agrees : (Z, H, W) bool, the object as it was: a walk ends on the first slice whose new
+        mask agrees with it (IoU >= 0.9), as a correction does.
+    walls : slices no walk enters (the slices the user fixed by hand, during a correction).
     """
     if not hasattr(segmenter, "segment"):
         raise TypeError(f"segmenter must have a segment(index, prompt) method, got {type(segmenter).__name__}")
@@ -132,21 +208,36 @@ def propagate(
         raise ValueError(f"n_slices must be a positive integer, got {n_slices!r}")
     n_slices = int(n_slices)
     anns = check_annotations(annotations, n_slices)
-    settings = check_settings(iou_threshold, min_area, prompt, box_margin, max_distance, max_regrowth)
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
+    chosen = dict(PRESETS[preset])
+    given = {"prompt": prompt, "vanish_fraction": vanish_fraction, "overlap": overlap, "fit_signal": fit_signal,
+             "shrink": shrink}
+    chosen.update({k: v for k, v in given.items() if v is not None})
+    settings = check_settings(iou_threshold, min_area, chosen.pop("prompt"), box_margin, max_distance, max_regrowth,
+                              **chosen)
     logits = {} if annotation_logits is None else {int(k): np.asarray(v) for k, v in annotation_logits.items()}
 
     shape = next(iter(anns.values())).shape
+    others = _check_others(others, (n_slices, *shape))
+    if until_agrees is not None:
+        until_agrees = np.asarray(until_agrees, dtype=bool)
+        if until_agrees.shape != (n_slices, *shape):
+            raise ValueError(f"until_agrees has shape {until_agrees.shape}, expected {(n_slices, *shape)}")
+    walls = frozenset(int(w) for w in walls) - set(anns)
+    levels = _signal_levels(segmenter, anns) if settings["fit_signal"] else {}
     result = PropagationResult(mask=np.zeros((n_slices, *shape), dtype=bool))
     for z, m in anns.items():
         result.mask[z] = m
         result.slices[z] = SliceOutcome(z, "annotated", int(np.count_nonzero(m)), z)
     total = n_slices - len(anns)
-    job = _Propagation(segmenter, n_slices, settings, progress, should_cancel, result, total)
+    job = _Propagation(segmenter, n_slices, settings, progress, should_cancel, result, total, others,
+                       until_agrees, walls)
     if progress is not None:
         progress(0, total)
 
     order = sorted(anns)
-    walk = lambda z, d: _Walk(z, d, anns[z], logits.get(z))  # noqa: E731
+    walk = lambda z, d: _Walk(z, d, anns[z], logits.get(z), levels.get(z))  # noqa: E731
     # Below the lowest annotation.
     down = walk(order[0], -1)
     job.run(down, 0)
@@ -172,3 +263,23 @@ def propagate(
     if progress is not None:
         progress(total, total)
     return result
+
+
+def _signal_levels(segmenter, annotations) -> dict:
+    """{annotated slice: the object's edge level there}, where the segmenter can show its slices."""
+    image = getattr(segmenter, "slice_image", None)
+    if image is None:
+        return {}
+    levels = {z: calibrate(image(z), m) for z, m in annotations.items()}
+    return {z: level for z, level in levels.items() if level is not None}
+
+
+def _check_others(others, shape) -> np.ndarray | None:
+    if others is None:
+        return None
+    others = np.asarray(others)
+    if others.shape != shape:
+        raise ValueError(f"others (the other objects) has shape {others.shape}, the stack's masks {shape}; they must match")
+    if others.dtype.kind not in "uib":
+        raise TypeError(f"others must hold integer object ids (0 = free), got dtype {others.dtype}")
+    return others
