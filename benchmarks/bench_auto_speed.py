@@ -74,25 +74,23 @@ def _reference_generate(ref_pkg, ref, image, grid):
 def _parity(ref_records, our_records):
     """(share of ref masks matched at IoU >= 0.95, the other way round, max |d iou|, max |d stability|).
 
-    A mask's partner is looked for among the masks of the same grid point (its three candidates).
+    A mask's partner is the candidate of the same grid point with the closest predicted IoU.
     """
     by_point = {}
     for j, o in enumerate(our_records):
         by_point.setdefault(tuple(np.round(o["point_coords"][0], 3)), []).append(j)
     matched_ref, matched_ours, d_iou, d_stab = 0, set(), 0.0, 0.0
     for r in ref_records:
-        a = decode_rle(r["segmentation"])
-        best, best_j = 0.0, None
-        for j in by_point.get(tuple(np.round(r["point_coords"][0], 3)), []):
-            b = decode_rle(our_records[j]["segmentation"])
-            iou = (a & b).sum() / max((a | b).sum(), 1)
-            if iou > best:
-                best, best_j = iou, j
-        if best >= 0.95:
+        same_point = by_point.get(tuple(np.round(r["point_coords"][0], 3)), [])
+        if not same_point:
+            continue
+        j = min(same_point, key=lambda j: abs(our_records[j]["predicted_iou"] - r["predicted_iou"]))
+        a, b = decode_rle(r["segmentation"]), decode_rle(our_records[j]["segmentation"])
+        if (a & b).sum() / max((a | b).sum(), 1) >= 0.95:
             matched_ref += 1
-            matched_ours.add(best_j)
-            d_iou = max(d_iou, abs(r["predicted_iou"] - our_records[best_j]["predicted_iou"]))
-            d_stab = max(d_stab, abs(r["stability_score"] - our_records[best_j]["stability_score"]))
+            matched_ours.add(j)
+            d_iou = max(d_iou, abs(r["predicted_iou"] - our_records[j]["predicted_iou"]))
+            d_stab = max(d_stab, abs(r["stability_score"] - our_records[j]["stability_score"]))
     n_r, n_o = len(ref_records), len(our_records)
     return matched_ref / max(n_r, 1), len(matched_ours) / max(n_o, 1), d_iou, d_stab
 
