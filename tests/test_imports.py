@@ -41,7 +41,8 @@ def modules_loaded_by(statement: str) -> list[str]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("package", ["napari_sam.model", "napari_sam.session", "napari_sam.volume", "napari_sam.training"])
+@pytest.mark.parametrize("package", ["napari_sam.model", "napari_sam.session", "napari_sam.volume", "napari_sam.training",
+                                     "napari_sam.auto"])
 def test_engine_and_session_import_no_gui_toolkit(package):
     # Everything between the engine and the docks is plain Python: scripts, tests and
     # cluster nodes use it without a display.

@@ -132,7 +132,15 @@ def _segment(image: np.ndarray, generator, args, say):
 
     is_rgb = image.ndim == 3 and image.shape[-1] in (3, 4)
     if image.ndim == 2 or is_rgb:
-        records = generator.generate(image)
+        shown = set()
+
+        def batches(done: int, total: int) -> None:
+            quarter = 4 * done // max(total, 1)
+            if not args.quiet and done and quarter not in shown:
+                shown.add(quarter)
+                say(f"  [{done}/{total}] batches of grid points")
+
+        records = generator.generate(image, progress=batches)
         labels, table = masks_to_labels(records, image.shape[:2])
         if not records:
             say("  no masks passed the thresholds: the labels are empty (lower --pred-iou-thresh or "

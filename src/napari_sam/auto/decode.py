@@ -29,7 +29,7 @@ from ..model.postprocess import upscale_logits
 from . import rle
 
 #: Float32 bytes of full-resolution logits upsampled at once (bounds the memory of step 3).
-CHUNK_BYTES = 64 * 2**20
+CHUNK_BYTES = 16 * 2**20  # 4 masks of 1024 x 1024: faster than 16 at once (caches), 2-core CPU
 #: Logits above this are the object (SAM's mask_threshold).
 MASK_THRESHOLD = 0.0
 #: Boxes within this many pixels of a crop's edge are cut off by it (Segment Anything's value).

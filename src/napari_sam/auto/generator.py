@@ -116,7 +116,7 @@ class AutomaticMaskGenerator:
                 # Crops of the whole image's uint8 RGB: every crop is scaled like the image it comes from.
                 rgb = to_uint8_rgb(plane, intensity_range).rgb if rgb is None else rgb
                 x0, y0, x1, y1 = box
-                emb = self._embed(np.ascontiguousarray(rgb[y0:y1, x0:x1]), None, (*tuple(slice_index), "crop", *box))
+                emb = self._embed(np.ascontiguousarray(rgb[y0:y1, x0:x1]), None, (*tuple(slice_index), *box))
             self.predictor.set_embedding(emb)
             try:
                 crops.append(decode_crop(
