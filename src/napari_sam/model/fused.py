@@ -121,3 +121,17 @@ def linear(x, weight, bias, *, gelu=False, add=None) -> torch.Tensor:
     if _can_fuse(x, weight, bias, add) and (add is None or add.is_contiguous()):
         return _onednn_linear(x, weight, bias, gelu, add)
     return _plain_linear(x, weight, bias, gelu, add)
+
+
+def apply_linear(layer, x, *, gelu=False, add=None) -> torch.Tensor:
+    """A model's linear layer (float, or int8 from :mod:`.int8`), then ``+ add``, then GELU.
+
+    Float layers go through :func:`linear` (fused on the CPU); int8 layers
+    run their own kernel and the extras follow as plain ops.
+    """
+    if isinstance(layer, torch.nn.Linear):
+        return linear(x, layer.weight, layer.bias, gelu=gelu, add=add)
+    y = layer(x)
+    if add is not None:
+        y = y.add_(add)
+    return F.gelu(y) if gelu else y
