@@ -40,7 +40,9 @@ def test_int8_wins_on_an_avx2_cpu_for_the_vit():
     assert "bf16 0.28x" in choice.reason and "int8 1.9x" in choice.reason and "2026-12-02" in choice.reason
 
 
-def test_tiny_vit_stays_float32_on_an_avx2_cpu_as_its_int8_quality_did_not_pass():
+def test_tiny_vit_takes_int8_on_an_avx2_cpu_unless_its_quality_failed(monkeypatch):
+    assert choose_on_cpu(AVX2, TINY).precision == "int8"
+    monkeypatch.setitem(pc.QUALITY_PASSES, (TINY, "int8"), False)
     choice = choose_on_cpu(AVX2, TINY)
     assert choice.precision == "fp32" and "int8 is not used for TinyViT" in choice.reason
 
@@ -53,13 +55,13 @@ def test_a_precision_that_failed_quality_is_never_picked(monkeypatch):
 
 
 def test_small_gains_keep_float32():
-    assert choose_on_cpu({"fp32": 100.0, "bf16": 110.0, "int8": 120.0}, VIT).precision == "fp32"
+    assert choose_on_cpu({"fp32": 100.0, "bf16": 105.0, "int8": 115.0}, VIT).precision == "fp32"
 
 
 def test_int8_must_clearly_beat_bf16():
-    # int8 products 6x float32 give about 2.7x for the encoder (its linear layers only): bf16's 3x stays.
+    # int8 products 6x float32 give about 1.6x for the encoder (a part of it only): bf16's 3x stays.
     assert choose_on_cpu({"fp32": 100.0, "bf16": 300.0, "int8": 600.0}, VIT).precision == "bf16"
-    assert choose_on_cpu({"fp32": 100.0, "bf16": 130.0, "int8": 600.0}, VIT).precision == "int8"
+    assert choose_on_cpu({"fp32": 100.0, "bf16": 115.0, "int8": 600.0}, VIT).precision == "int8"
 
 
 def test_without_int8_kernels_int8_is_not_considered():

@@ -9,8 +9,8 @@ rates we estimate each precision's encoder time and take the fastest one
 whose quality passed (``QUALITY_PASSES``, from benchmarks/bench_int8.py):
 
 * bf16 speeds up every product, so its gain is the measured bf16 rate;
-* int8 speeds up the linear layers only (``LINEAR_SHARE`` of float32's
-  encoder time), the rest stays float32 (Amdahl's law);
+* int8 speeds up the linear layers only, the rest stays float32 (Amdahl's
+  law, with ``LINEAR_SHARE`` the share of float32's encoder time it acts on);
 * a lower precision must gain at least ``MIN_GAIN`` over float32, and int8
   must beat bf16 by ``INT8_OVER_BF16`` (bf16 is the more accurate of the two).
 
@@ -30,16 +30,24 @@ logger = logging.getLogger(__name__)
 
 #: What each precision may be picked for: its quality against float32 passed
 #: masks >= 98 % of pixels identical, predicted IoU within 0.02 and the demo
-#: model's one-click / box IoU within 0.01 (benchmarks/bench_int8.py).
+#: model's one-click / box IoU within 0.01 (benchmarks/bench_int8.py; on a
+#: 2-core EPYC, native and limited to AVX2, int8: masks 99.97-99.99 %
+#: identical, IoU predictions within 0.0077, demo IoU within 0.0003; bf16:
+#: 99.5-99.6 %, 0.0162, 0.001). The demo model is a ViT; vit_t was judged on
+#: random weights only.
 QUALITY_PASSES = {
     ("ImageEncoderViT", "bf16"): True,
     ("ImageEncoderViT", "int8"): True,
     ("TinyViT", "bf16"): True,
-    ("TinyViT", "int8"): False,
+    ("TinyViT", "int8"): True,
 }
-#: Share of float32 encoder time spent in linear layers (the part int8 speeds up).
-LINEAR_SHARE = {"ImageEncoderViT": 0.75, "TinyViT": 0.45}
-MIN_GAIN = 1.2
+#: The share of float32 encoder time int8 acts on, fitted to bench_int8's
+#: timings on both machines (vit_b 1.42x / 1.31x and vit_t 1.32x / 1.19x with
+#: int8 products 7.7x / 2.3x float32's rate). Less than the linear layers'
+#: share of the operations (98 % / 70 %): attention stays float32 (a third of
+#: vit_b's time), and int8 adds passes for GELU, residuals and rounding the input.
+LINEAR_SHARE = {"ImageEncoderViT": 0.45, "TinyViT": 0.3}
+MIN_GAIN = 1.1
 INT8_OVER_BF16 = 1.15
 
 _CACHE_FILE = "machine_speed.json"
