@@ -109,3 +109,19 @@ def test_an_int8_embedding_is_its_own_cache_entry(tmp_path):
     store.put(int8_key, ImageEmbedding(features, (100, 120), (107, 128), model_id, rule, precision="int8"))
     assert store.get(SliceKey("f" * 32, model_id, rule)) is None  # an fp32 request never gets it
     assert store.get(int8_key).precision == "int8"
+
+
+@pytest.mark.parametrize("gelu, with_add", [(False, False), (True, False), (False, True), (True, True)])
+def test_apply_linear_gives_an_int8_layer_the_same_extras(gelu, with_add):
+    from napari_sam.model.fused import apply_linear
+
+    layer = torch.nn.Linear(32, 24)
+    x, add = torch.randn(3, 5, 32), torch.randn(3, 5, 24)
+    q = Int8Linear(layer)
+    with torch.inference_mode():
+        expected = q(x) + (add if with_add else 0)
+        expected = torch.nn.functional.gelu(expected) if gelu else expected
+        got = apply_linear(q, x, gelu=gelu, add=add if with_add else None)
+        float_result = apply_linear(layer, x, gelu=gelu, add=add if with_add else None)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert rel_err(got, float_result) < 3e-2
