@@ -82,7 +82,7 @@ def bench_model(name: str, repeats: int, slow_bf16: bool) -> None:
             t += f"  {best['bf16'] / best[p]:4.2f}x bf16"
         same, mean_err, max_err = quality[p]
         err = rel_err(preds[p].get_image_embedding(), ref)
-        print(f"  {p}: {t:34s} embedding rel. error {err:.1e}   masks {same:.2%} identical   "
+        print(f"  {p}: {t:34s} embedding rel. error {err:.1e}   masks {same:.3%} identical   "
               f"IoU-prediction error mean {mean_err:.4f} max {max_err:.4f}")
 
 
@@ -115,7 +115,7 @@ def bench_demo(n_images: int) -> None:
         dc = c - np.mean(true_iou["fp32"]["centre"])
         db = b - np.mean(true_iou["fp32"]["box"])
         print(f"  {p}: centre click IoU {c:.4f} ({dc:+.4f})   box IoU {b:.4f} ({db:+.4f})   shown mask "
-              f"{np.mean(same[p]):.2%} identical   IoU-prediction error mean {np.mean(iou_err[p]):.4f} "
+              f"{np.mean(same[p]):.3%} identical   IoU-prediction error mean {np.mean(iou_err[p]):.4f} "
               f"max {np.max(iou_err[p]):.4f}")
 
 
