@@ -42,8 +42,9 @@ QUALITY_PASSES = {
     ("TinyViT", "int8"): True,
 }
 #: The share of float32 encoder time int8 acts on, fitted to bench_int8's
-#: timings on both machines (vit_b 1.42x / 1.31x and vit_t 1.32x / 1.19x with
-#: int8 products 7.7x / 2.3x float32's rate). Less than the linear layers'
+#: timings on both machines (int8 against fp32, with int8 products 7.6x / 2.2x
+#: float32's rate: vit_b 1.44x / 1.41x, vit_t 1.19x / 1.29x; the estimates
+#: from these shares: 1.64x / 1.33x and 1.35x / 1.20x). Less than the linear layers'
 #: share of the operations (98 % / 70 %): attention stays float32 (a third of
 #: vit_b's time), and int8 adds passes for GELU, residuals and rounding the input.
 LINEAR_SHARE = {"ImageEncoderViT": 0.45, "TinyViT": 0.3}
