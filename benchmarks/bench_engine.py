@@ -1,8 +1,10 @@
 """Engine speed against the reference SAM packages, same random weights, one process.
 
-Prints, per model: image-embedding time of the reference (fp32) and ours
-(fp32, bf16 where the CPU has fast bf16), the speed-up, and the relative
-errors (ours fp32 vs reference; ours bf16 vs ours fp32); then the time of
+Prints the CPU, the matrix-product rates "auto" measures and what it picks;
+then per model: image-embedding time of the reference (fp32) and ours
+(fp32, what auto picks, and int8 where the CPU has int8 kernels), the
+speed-up, and the relative errors (ours fp32 vs reference; others vs ours
+fp32); then the time of
 one point prompt -> 3 masks on a 1024x1024 image (SamPredictor.predict,
 post-processing included).
 
@@ -24,12 +26,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _machine import cpu_summary  # noqa: E402
 import reference  # noqa: E402  (tests/reference.py: imports the reference packages)
 from helpers import randomize_, rel_err, structured_rgb  # noqa: E402
 
 from napari_sam.model.build import build_sam  # noqa: E402
 from napari_sam.model.device import cpu_has_fast_bf16  # noqa: E402
+from napari_sam.model.int8 import cpu_has_int8_kernels  # noqa: E402
+from napari_sam.model.precision_choice import measure_speeds  # noqa: E402
 from napari_sam.model.predictor import SamPredictor  # noqa: E402
 
 
@@ -70,12 +76,14 @@ def bench(model_type: str, repeats: int, prompt_repeats: int) -> None:
     e_fp32 = fp32.get_image_embedding()
     print(f"reference fp32 : {t_ref:7.2f} s")
     print(f"ours fp32      : {t_fp32:7.2f} s   speed-up {t_ref / t_fp32:5.2f}x   rel. error vs reference {rel_err(e_fp32, e_ref):.1e}")
-    if auto.encoder_dtype != torch.float32:
-        t_auto, _ = _min_time(lambda: auto.set_image(image), repeats)
-        err = rel_err(auto.get_image_embedding(), e_fp32)
-        print(f"ours {str(auto.encoder_dtype).split('.')[1]:9s} : {t_auto:7.2f} s   speed-up {t_ref / t_auto:5.2f}x   rel. error vs ours fp32 {err:.1e}")
-    else:
-        print("ours auto      : fp32 on this machine (no fast bf16)")
+    others = {auto.embedding_precision: auto} if auto.embedding_precision != "fp32" else {}
+    if cpu_has_int8_kernels() and "int8" not in others:
+        others["int8"] = SamPredictor(ours, device="cpu", precision="int8")
+    for name, predictor in others.items():
+        t, _ = _min_time(lambda: predictor.set_image(image), repeats)
+        err = rel_err(predictor.get_image_embedding(), e_fp32)
+        print(f"ours {name:9s} : {t:7.2f} s   speed-up {t_ref / t:5.2f}x   rel. error vs ours fp32 {err:.1e}")
+    print(f"ours auto      : {auto.precision_reason}")
 
     print(f"== {model_type}: one point -> 3 masks at 1024x1024 (median of {prompt_repeats}) ==")
     prompt = dict(point_coords=np.array([[500.0, 400.0]]), point_labels=np.array([1]))
@@ -97,6 +105,9 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, fast bf16: {cpu_has_fast_bf16()}")
+    print(cpu_summary())
+    rates = measure_speeds()
+    print("matrix products (2048 x 768 x 3072): " + ", ".join(f"{p} {r:.0f} GOP/s" for p, r in rates.items()))
     for model_type in args.models:
         bench(model_type, args.repeats, args.prompt_repeats)
 

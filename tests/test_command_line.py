@@ -26,8 +26,8 @@ def test_train_precision_is_one_of_three_words(capsys):
 
 
 def test_train_precision_choices_are_the_engines():
-    from napari_sam.model.device import PRECISIONS
+    from napari_sam.model.device import TRAINING_PRECISIONS
 
     action = next(a for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
                   if a.dest == "precision")
-    assert tuple(action.choices) == PRECISIONS
+    assert tuple(action.choices) == TRAINING_PRECISIONS

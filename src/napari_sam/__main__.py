@@ -13,7 +13,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m napari_sam", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="demo", help="zoo name or checkpoint file (default: demo)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"])
     parser.add_argument("--cells", action="store_true", help="open the generated 2D cell image instead")
     args = parser.parse_args(argv)
 

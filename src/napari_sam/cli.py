@@ -52,7 +52,7 @@ def _add_train(subparsers) -> None:
                         "memory at 1024 px (default 0)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
-    # napari_sam.model.device.PRECISIONS, spelt out: the parser is built without importing torch.
+    # napari_sam.model.device.TRAINING_PRECISIONS, spelt out: the parser is built without importing torch.
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="compute in bf16 (weights stay float32) or fp32; auto: bf16 where the GPU or CPU "
                         "does it natively (AVX512-BF16/AMX), else fp32 (default auto)")

@@ -4,6 +4,7 @@ import builtins
 import hashlib
 import pickle
 import re
+import warnings
 
 import pytest
 import torch
@@ -271,3 +272,23 @@ def test_load_model_refuses_a_model_whose_weights_are_nan(tmp_path):
     path = save(state, tmp_path / "nan_model.pt")
     with pytest.raises(CheckpointError, match="nan_model.pt"):
         load_model(path, device="cpu")
+
+
+def _quantised(weights, how):
+    weights = dict(weights)
+    if how == "quantised tensor":
+        weights["image_encoder.w"] = torch.quantize_per_tensor(torch.randn(4, 4), 0.1, 0, torch.qint8)
+    else:  # as torch's quantize_dynamic saves a linear layer: packed weights, a scale and a zero point
+        weights["image_encoder.qkv.scale"] = torch.tensor(1.0)
+        weights["image_encoder.qkv._packed_params._packed_params"] = (torch.randn(4, 4), None)
+    return weights
+
+
+@pytest.mark.parametrize("how", ["quantised tensor", "packed layer"])
+def test_an_already_quantised_checkpoint_is_refused(tmp_path, how):
+    path = tmp_path / "int8.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch deprecates creating quantised tensors
+        save(_quantised(sam_like_weights(), how), path)
+        with pytest.raises(CheckpointError, match=r"already quantised \(int8\).*original float32"):
+            read_state_dict(path)

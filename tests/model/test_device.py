@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from napari_sam.model import device as device_module
-from napari_sam.model.device import PRECISIONS, cpu_has_fast_bf16, pick_device, pick_precision
+from napari_sam.model.device import PRECISIONS, TRAINING_PRECISIONS, cpu_has_fast_bf16, pick_device, pick_precision
 
 needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error given when there is no GPU")
 needs_no_mps = pytest.mark.skipif(
@@ -86,7 +86,13 @@ def test_unknown_precision_is_refused(bad):
 
 
 def test_precisions_listed():
-    assert set(PRECISIONS) == {"auto", "fp32", "bf16"}
+    assert set(PRECISIONS) == {"auto", "fp32", "bf16", "int8"}
+    assert set(TRAINING_PRECISIONS) == {"auto", "fp32", "bf16"}
+
+
+def test_training_refuses_int8():
+    with pytest.raises(ValueError, match="int8 is for embedding images only"):
+        pick_precision("int8", CPU)
 
 
 @pytest.mark.parametrize("fast", [True, False])

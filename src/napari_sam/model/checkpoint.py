@@ -189,6 +189,7 @@ def _find_sam_weights(content, path: Path) -> dict[str, torch.Tensor]:
             break
         candidate = inner
 
+    _refuse_quantised(candidate, path)
     weights: dict[str, torch.Tensor] = {}
     dropped: list[str] = []
     for key, value in candidate.items():
@@ -220,6 +221,18 @@ def _find_sam_weights(content, path: Path) -> dict[str, torch.Tensor]:
     if dropped:
         logger.debug("%s: ignored %d entries outside SAM: %s", path, len(dropped), dropped[:10])
     return weights
+
+
+def _refuse_quantised(mapping: Mapping, path: Path) -> None:
+    """A checkpoint saved from a quantised model lacks the float weights this code rounds itself."""
+    for key, value in mapping.items():
+        packed = isinstance(key, str) and "_packed_params" in key
+        if packed or (isinstance(value, torch.Tensor) and value.is_quantized):
+            raise CheckpointError(
+                f"Checkpoint file {path} holds already quantised (int8) weights ('{key}'). This plugin "
+                "quantises the original float weights itself when asked (precision 'int8'): use the "
+                "original float32 or bf16 checkpoint."
+            )
 
 
 def _count_sam_keys(mapping: Mapping) -> int:

@@ -7,6 +7,9 @@ elsewhere. bf16 is used for the image encoder and the mask decoder; the
 prompt encoder (whose Fourier features of click positions lose pixels in
 bf16) and the statistics of every LayerNorm stay float32. Training uses the
 same choice for its products, with float32 weights (``train --precision``).
+
+For embedding images, :mod:`.precision_choice` decides "auto" per machine,
+int8 included; :func:`pick_precision` is the rule training uses.
 """
 
 import functools
@@ -14,7 +17,10 @@ import os
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16")
+#: What the image encoder may compute in; "int8" is for the CPU (see .int8 and .precision_choice).
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+#: What training may compute in (int8 has no gradients).
+TRAINING_PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def pick_device(device=None) -> torch.device:
@@ -55,9 +61,11 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def pick_precision(precision: str, device: torch.device) -> torch.dtype:
-    """Resolve "auto"/"fp32"/"bf16" to the dtype the image encoder runs in."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    """Resolve "auto"/"fp32"/"bf16" to the dtype training computes its products in."""
+    if precision == "int8":
+        raise ValueError("int8 is for embedding images only; training computes in 'fp32' or 'bf16' ('auto')")
+    if precision not in TRAINING_PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {', '.join(TRAINING_PRECISIONS)}")
     if precision == "fp32":
         return torch.float32
     if precision == "bf16":

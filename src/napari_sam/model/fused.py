@@ -121,3 +121,19 @@ def linear(x, weight, bias, *, gelu=False, add=None) -> torch.Tensor:
     if _can_fuse(x, weight, bias, add) and (add is None or add.is_contiguous()):
         return _onednn_linear(x, weight, bias, gelu, add)
     return _plain_linear(x, weight, bias, gelu, add)
+
+
+def apply_linear(layer, x, *, gelu=False, add=None) -> torch.Tensor:
+    """A model's linear layer (float, or int8 from :mod:`.int8`), then ``+ add``, then GELU.
+
+    Float layers go through :func:`linear` (fused on the CPU); int8 layers
+    run their own kernel and the extras follow, in place on its fresh output:
+    a new (4096, 3072) tensor for GELU's result took 32 ms against 7 ms in
+    place (2-core EPYC), 0.3 s of a vit_b embedding.
+    """
+    if isinstance(layer, torch.nn.Linear):
+        return linear(x, layer.weight, layer.bias, gelu=gelu, add=add)
+    y = layer(x)
+    if add is not None:
+        y = y.add_(add)
+    return torch.ops.aten.gelu_(y) if gelu else y

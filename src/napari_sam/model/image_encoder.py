@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .common import LayerNorm, LayerNorm2d, MLPBlock
-from .fused import linear
+from .fused import apply_linear
 
 # The bias of one global-attention call is (heads, N, N) with N = 4096 tokens:
 # 400 MB for vit_b in bf16, 1 GB for vit_h in fp32. We build and use it for a
@@ -198,9 +198,9 @@ class Block(nn.Module):
         # Output projection + residual, then the MLP (+ GELU, + residual): on
         # the CPU the GELU and the adds run inside the linear kernels.
         proj, mlp = self.attn.proj, self.mlp
-        x = linear(x.contiguous(), proj.weight, proj.bias, add=shortcut)
-        hidden = linear(self.norm2(x), mlp.lin1.weight, mlp.lin1.bias, gelu=True)
-        return linear(hidden, mlp.lin2.weight, mlp.lin2.bias, add=x)
+        x = apply_linear(proj, x.contiguous(), add=shortcut)
+        hidden = apply_linear(mlp.lin1, self.norm2(x), gelu=True)
+        return apply_linear(mlp.lin2, hidden, add=x)
 
 
 class PatchEmbed(nn.Module):

@@ -16,10 +16,12 @@ import copy
 import numpy as np
 import torch
 
-from .device import pick_device, pick_precision
+from .device import pick_device
 from .embedding import ImageEmbedding
 from .image import encoder_input, resize_longest_side, resized_shape, to_uint8_rgb
+from .int8 import int8_copy
 from .postprocess import masks_at_original_size, size_text, upscale_logits
+from .precision_choice import choose_precision, encoder_kind
 from .prompt_checks import check_box, check_flag, check_mask_input, check_points
 
 
@@ -35,12 +37,20 @@ class SamPredictor:
         self.device = pick_device(device) if device is not None else model.device
         self.model = model.to(self.device).eval()
         self.precision = precision
-        self.encoder_dtype = pick_precision(precision, self.device)
-        self._encoder = self._low_precision_copy(self.model.image_encoder, self.encoder_dtype)
-        # The mask decoder follows the encoder's precision (1.6x faster per
-        # click in bf16 on an AVX512-BF16 CPU); the prompt encoder, whose
-        # Fourier features of click positions lose pixels in bf16, and every
-        # LayerNorm's statistics stay float32.
+        choice = choose_precision(precision, self.device, encoder_kind(self.model))
+        #: What the image encoder computes in ("fp32", "bf16", "int8") and, in one line, why.
+        self.embedding_precision, self.precision_reason = choice.precision, choice.reason
+        # int8 computes its linear layers in integers, everything else in float32.
+        self.encoder_dtype = torch.bfloat16 if choice.precision == "bf16" else torch.float32
+        if choice.precision == "int8":
+            self._encoder = int8_copy(self.model.image_encoder)
+        else:
+            self._encoder = self._low_precision_copy(self.model.image_encoder, self.encoder_dtype)
+        # The mask decoder follows the encoder's precision in bf16 (1.6x faster
+        # per click on an AVX512-BF16 CPU) and stays float32 under int8 (its
+        # attention reads the weights folded into other products, and a click
+        # costs tens of ms). The prompt encoder, whose Fourier features of click
+        # positions lose pixels in bf16, and every LayerNorm's statistics stay float32.
         self._decoder = self._low_precision_copy(self.model.mask_decoder, self.encoder_dtype)
         self._embedding: ImageEmbedding | None = None
         self._dense_pe: torch.Tensor | None = None
@@ -92,15 +102,10 @@ class SamPredictor:
         self._embedding = embedding
         return self._embedding
 
-    @property
-    def embedding_precision(self) -> str:
-        """The precision this predictor's image encoder computes in: "bf16" or "fp32"."""
-        return "bf16" if self.encoder_dtype == torch.bfloat16 else "fp32"
-
     def set_embedding(self, embedding: ImageEmbedding) -> None:
         """Decode from a stored embedding (e.g. from a cache) without encoding again.
 
-        Either precision is accepted: the caller's key decides which one it wants.
+        Any precision is accepted: the caller's key decides which one it wants.
         """
         if not isinstance(embedding, ImageEmbedding):
             raise TypeError(f"expected an ImageEmbedding, got {type(embedding).__name__}")

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_sam.model.common import LayerNorm
-from napari_sam.model.fused import linear
+from napari_sam.model.fused import apply_linear
 from napari_sam.model.tiny_vit_conv import ConvBatchNorm, DerivedTensorCache, PatchMerging
 
 
@@ -136,7 +136,7 @@ class WindowAttention(nn.Module):
         windows = image_to_windows(x, self.window_size)
         n_windows, n_tokens, _ = windows.shape
 
-        qkv = linear(self.norm(windows), self.qkv.weight, self.qkv.bias)
+        qkv = apply_linear(self.qkv, self.norm(windows))
         qkv = qkv.view(n_windows, n_tokens, self.num_heads, 3, self.head_dim)
         # (windows, heads, tokens, head_dim) views; SDPA takes them as they are.
         q, k, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)
@@ -144,7 +144,7 @@ class WindowAttention(nn.Module):
         out = out.transpose(1, 2).reshape(n_windows, n_tokens, dim)
         # The residual is added while still in window order (padding included;
         # it is dropped when going back to the image).
-        out = linear(out, self.proj.weight, self.proj.bias, add=windows)
+        out = apply_linear(self.proj, out, add=windows)
         return windows_to_image(out, batch, height, width)
 
 
@@ -159,8 +159,8 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x + MLP(x)."""
-        hidden = linear(self.norm(x), self.fc1.weight, self.fc1.bias, gelu=True)
-        return linear(hidden, self.fc2.weight, self.fc2.bias, add=x)
+        hidden = apply_linear(self.fc1, self.norm(x), gelu=True)
+        return apply_linear(self.fc2, hidden, add=x)
 
 
 class TinyViTBlock(nn.Module):

@@ -31,7 +31,7 @@ class Engine(Protocol):
 
     name: str  # what the user chose: a zoo name or a checkpoint path
     model_id: str  # the weights' identity (part of every embedding's identity)
-    precision: str  # what embeddings are computed in: "fp32" or "bf16"
+    precision: str  # what embeddings are computed in: "fp32", "bf16" or "int8"
 
     def embed(self, plane, intensity_range=None) -> ImageEmbedding:
         """The image encoder on one 2D (or RGB) plane: seconds. Embed lane only."""
@@ -60,6 +60,8 @@ class SamEngine:
         self.name = name or model.weights_id
         self.model_id = model.weights_id
         self.precision = self.encoder.embedding_precision
+        # One line for the status bar: what "auto" chose on this machine and why.
+        self.precision_reason = self.encoder.precision_reason
         self.device = str(self.encoder.device)
         self._decoding: ImageEmbedding | None = None
         self._warmed = False

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from napari_sam.model.build import SamConfig, build_sam, config_from_state_dict, load_weights
-from napari_sam.model.device import PRECISIONS, pick_device, pick_precision
+from napari_sam.model.device import TRAINING_PRECISIONS, pick_device, pick_precision
 
 from . import checkpoints
 from .config import training_config
@@ -99,8 +99,8 @@ def _check_options(o: TrainOptions) -> None:
         raise ValueError(f"--full-size-loss must be a fraction of the steps in [0, 1], got {o.full_size_loss!r}")
     if not 0 <= o.box_fraction <= 1:
         raise ValueError(f"box_fraction must lie in [0, 1], got {o.box_fraction}")
-    if o.precision not in PRECISIONS:
-        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {o.precision!r}")
+    if o.precision not in TRAINING_PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(TRAINING_PRECISIONS)}, got {o.precision!r}")
     if o.resume and o.restart:
         raise ValueError("--resume and --restart contradict each other; pass one of them")
 

@@ -68,8 +68,8 @@ class ModelRows:
         self.precision_combo = QComboBox()
         self.precision_combo.addItems(list(PRECISIONS))
         self.precision_combo.setToolTip(
-            "Image encoder and mask decoder precision; auto = bf16 where it is fast (CUDA, CPUs with "
-            "AVX512-BF16/AMX), else fp32"
+            "Image encoder precision; auto = the fastest that keeps masks as fp32's on this machine (measured "
+            "once): bf16 on CUDA and CPUs with AVX512-BF16/AMX, int8 on other CPUs where it pays, else fp32"
         )
         self.load_button = QPushButton("Load model")
         self.load_button.setToolTip("Load the chosen model (changing model, device or precision loads it too)")
