@@ -28,6 +28,7 @@ class StubEngine:
 
     name = "stub"
     precision = "fp32"
+    precision_reason = "fp32 (chosen)"
 
     def __init__(self, model_id="stub-model", delay=0.0, gate=None, fail=None):
         self.model_id = model_id

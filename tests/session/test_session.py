@@ -200,3 +200,12 @@ def test_prefetch_embeds_the_neighbours_when_the_user_pauses():
     ready(session, loop)
     loop.run_until(lambda: len(factory.engines["a"].embed_calls) == 5 and session.is_idle())
     assert not session.embedding_wanted
+
+
+def test_the_status_says_which_precision_the_model_runs_in_and_why():
+    session, loop, factory = make(stack())
+    said = []
+    session.status_changed.connect(lambda status: said.append(status.text))
+    session.load_engine(EngineSpec("a"))
+    loop.run_until(lambda: session.engine is not None and session.is_idle())
+    assert any("ready: fp32 (chosen)" in text for text in said), said

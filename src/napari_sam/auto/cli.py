@@ -45,7 +45,8 @@ def add_segment_command(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="folder for NAME.labels.tif and NAME.objects.csv")
     parser.add_argument("--model", default="demo", help="model name (demo, vit_t, vit_b, ...) or checkpoint file")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 or mps (default: auto)")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="model precision")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "int8"),
+                        help="model precision (auto: the fastest that passed on this machine)")
     parser.add_argument("--cache", type=Path, default=None, help="embedding cache folder (default: the per-user cache)")
     parser.add_argument("--no-cache", action="store_true", help="keep embeddings in memory only")
     parser.add_argument("--voxel-size", type=float, nargs="+", default=None, metavar="SIZE",

@@ -32,6 +32,7 @@ class Engine(Protocol):
     name: str  # what the user chose: a zoo name or a checkpoint path
     model_id: str  # the weights' identity (part of every embedding's identity)
     precision: str  # what embeddings are computed in: "fp32", "bf16" or "int8"
+    precision_reason: str  # one line: the precision and why (auto's choice on this machine)
 
     def embed(self, plane, intensity_range=None) -> ImageEmbedding:
         """The image encoder on one 2D (or RGB) plane: seconds. Embed lane only."""

@@ -162,7 +162,7 @@ class AnnotationSession:
         self.engine_changed.emit(engine)
         for s in dropped:
             self.candidates_changed.emit(s)
-        text = f"Model {spec.describe() if spec else engine.name} ready ({engine.precision})."
+        text = f"Model {spec.describe() if spec else engine.name} ready: {engine.precision_reason}."
         if dropped:
             text += " Candidates of the previous model were dropped; your prompts are decoded again."
             self.notify.emit("info", text)
