@@ -80,6 +80,7 @@ def ablation_rows():
         ("default (preset object)", "one", {}),
         ("  without the signal fit", "one", {"fit_signal": False}),
         ("  without shrinking outline", "one", {"shrink": False}),
+        ("  without the signal-valley stop", "one", {"signal_valley": False}),
         ("  jump test on IoU", "one", {"overlap": "iou"}),
         ("  + vanish below 5% of largest", "one", {"vanish_fraction": 0.05}),
         ("  + low-res logits", "one", {"prompt": ("box", "point", "mask")}),
