@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .volume.cli import add_embed_command
 
     add_embed_command(subparsers)
+    from .auto.cli import add_segment_command
+
+    add_segment_command(subparsers)
     for command in subparsers.choices.values():
         command.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     return parser

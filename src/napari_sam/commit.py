@@ -173,6 +173,71 @@ def plan_objects(labels, masks, slice_index=(), *, overwrite: bool = False) -> L
     return _change(plane, target, index, tuple(ids))
 
 
+def plan_labelled(labels, proposals, index, ids=None, *, overwrite: bool = False) -> LabelChange:
+    """One change that writes objects of a label image (proposals) into ``labels[index]`` as new objects.
+
+    ``index`` takes the region ``proposals`` covers out of ``labels``: an int
+    for every fixed axis, ``slice(None)`` for each axis covered (the plane's
+    two, and z for a stack). ``ids`` are the proposals' labels to write (None:
+    all). Each becomes a new object, numbered from the next free id in the
+    order of ``ids``; as for one object, a committed object's pixels are kept
+    unless ``overwrite``. A proposal left with no pixel to take is skipped.
+    """
+    labels = _check_labels(labels)
+    index = tuple(index)
+    if len(index) != labels.ndim or not all(isinstance(i, slice) and i == slice(None) or isinstance(i, (int, np.integer))
+                                            for i in index):
+        raise ValueError(f"index {index!r} must give an int or slice(None) for each of the labels' {labels.ndim} axes")
+    region = labels[index]
+    proposals = np.asarray(proposals)
+    if proposals.shape != region.shape:
+        raise ValueError(f"the proposals have shape {proposals.shape}, the labels they go into {region.shape}")
+    present = np.unique(proposals[proposals > 0])
+    wanted = present if ids is None else np.asarray([int(i) for i in ids], dtype=np.int64)
+    missing = np.setdiff1d(wanted, present)
+    if missing.size:
+        raise ValueError(f"no proposal has the label(s) {missing.tolist()}")
+    if wanted.size == 0:
+        raise ValueError("there are no proposals to accept: find objects first")
+    lut = np.zeros(int(proposals.max()) + 1, dtype=np.int64)
+    lut[wanted] = np.arange(1, wanted.size + 1)  # rank of each wanted proposal
+    rank = lut[proposals]
+    take = rank > 0
+    if not overwrite:
+        take &= region == 0
+    where = np.nonzero(take)
+    taken = np.unique(rank[where])  # proposals that keep some pixels, in the order of ids
+    first = next_label_id(labels)
+    if taken.size and first + taken.size - 1 > np.iinfo(labels.dtype).max:
+        raise ValueError(f"no free object ids left in {labels.dtype} labels for {taken.size} more objects")
+    new_id = np.zeros(wanted.size + 1, dtype=np.int64)
+    new_id[taken] = first + np.arange(taken.size)
+    return LabelChange(
+        object_id=first if taken.size else 0,
+        indices=to_image_indices(where, index),
+        old=region[where].copy(),
+        new=new_id[rank[where]].astype(labels.dtype),
+        object_ids=tuple(int(i) for i in first + np.arange(taken.size)),
+    )
+
+
+def to_image_indices(indices: tuple[np.ndarray, ...], stack_index: tuple) -> tuple[np.ndarray, ...]:
+    """Coordinates in a region (a stack, a plane) -> coordinates in the array it was taken from with ``stack_index``.
+
+    ``stack_index`` gives an integer for every fixed axis and ``slice(None)``
+    for each axis the region covers (as :func:`~napari_sam.volume.stack_through` returns it).
+    """
+    indices = tuple(np.asarray(i) for i in indices)
+    free = [k for k, s in enumerate(stack_index) if isinstance(s, slice)]
+    if len(free) != len(indices):
+        raise ValueError(f"the stack index {stack_index!r} selects {len(free)} axes, got {len(indices)} coordinate arrays")
+    n = len(indices[0]) if indices else 0
+    out, it = [], iter(indices)
+    for s in stack_index:
+        out.append(next(it) if isinstance(s, slice) else np.full(n, int(s), dtype=np.intp))
+    return tuple(out)
+
+
 def _change(plane: np.ndarray, target: np.ndarray, index, ids: tuple[int, ...]) -> LabelChange:
     rows, cols = np.nonzero(target != plane)
     lead = tuple(np.full(rows.shape, i, dtype=np.intp) for i in index)

@@ -9,6 +9,7 @@ import torch
 from napari_sam.session import EmbeddingSource, Workspace
 from napari_sam.volume import EmbeddingStore
 from napari_sam.widgets import hub as H
+from napari_sam.widgets import propagation_rows as PR
 from napari_sam.widgets import volume as V
 from napari_sam.widgets.annotator import AnnotatorWidget
 
@@ -262,13 +263,13 @@ def test_every_control_has_a_tooltip(make_widget):
 
 def test_strokes_painted_while_propagating_are_kept(make_widget, qtbot, errors, monkeypatch):
     gate = threading.Event()
-    engine_propagate = V.propagate
+    engine_propagate = PR.propagate
 
     def held(*args, **kwargs):
         assert gate.wait(timeout=20)
         return engine_propagate(*args, **kwargs)
 
-    monkeypatch.setattr(V, "propagate", held)
+    monkeypatch.setattr(PR, "propagate", held)
     widget = make_widget(stack((5, 32, 32)))
     labels = np.zeros((5, 32, 32), dtype=np.uint32)
     labels[2, 4:28, 4:28] = 5
@@ -296,7 +297,7 @@ def test_failure_in_the_worker_is_reported_and_changes_nothing(make_widget, qtbo
     def broken(*args, **kwargs):
         raise MemoryError("out of memory in slice 2")
 
-    monkeypatch.setattr(V, "propagate", broken)
+    monkeypatch.setattr(PR, "propagate", broken)
     widget = make_widget(stack((3, 32, 32)))
     labels = np.zeros((3, 32, 32), dtype=np.uint32)
     labels[1, 4:12, 4:12] = 2
@@ -343,3 +344,60 @@ def test_renamed_layers_stay_chosen(make_widget):
     b.name = "b renamed"
     assert widget.image is b and widget.image_combo.currentText() == "b renamed"
     assert widget.link.image is b
+
+
+def test_propagate_all_walks_every_object_of_the_slice_in_one_undo_step(make_widget, qtbot, errors):
+    widget = make_widget(stack((5, 32, 32)))
+    labels = np.zeros((5, 32, 32), dtype=np.uint32)
+    labels[2, 2:14, 2:14] = 3
+    labels[2, 18:30, 18:30] = 7
+    labels[0, 0:3, 0:3] = 9  # another object, not on the slice shown: never touched
+    layer = put(widget, labels)
+    widget.viewer.dims.set_current_step(0, 2)
+    qtbot.waitUntil(lambda: widget.link.current_slice() == (2,), timeout=5000)
+    widget.iou_spin.setValue(0.0)
+    run(qtbot, widget, "propagate_all")
+    assert errors == []
+    after = np.asarray(layer.data)
+    assert set(np.unique(after)) <= {0, 3, 7, 9}
+    np.testing.assert_array_equal(after[2], labels[2])  # the drawn slice stays as drawn
+    np.testing.assert_array_equal(after == 9, labels == 9)
+    assert sorted(widget.last_propagation.objects) == [3, 7]
+    layer.undo()
+    np.testing.assert_array_equal(layer.data, labels)
+
+
+def test_propagate_all_and_correct_say_what_is_missing(make_widget, qtbot, errors):
+    widget = make_widget(stack((4, 32, 32)))
+    labels = np.zeros((4, 32, 32), dtype=np.uint32)
+    labels[0, 4:20, 4:20] = 2
+    layer = put(widget, labels)
+    widget.viewer.dims.set_current_step(0, 3)
+    qtbot.waitUntil(lambda: widget.link.current_slice() == (3,), timeout=5000)
+    assert not widget.propagate_all() and "slice 3 holds no object" in errors[-1]
+    widget.label_spin.setValue(2)
+    assert not widget.correct() and "no candidate on this slice" in errors[-1]
+    np.testing.assert_array_equal(layer.data, labels)
+
+
+def test_correct_takes_the_candidate_of_the_slice_and_re_walks_in_one_undo_step(make_widget, qtbot, errors):
+    from napari_sam.prompts import Prompt
+
+    widget = make_widget(stack((5, 32, 32)))
+    labels = np.zeros((5, 32, 32), dtype=np.uint32)
+    labels[1:4, 6:26, 6:26] = 4
+    layer = put(widget, labels)
+    widget.viewer.dims.set_current_step(0, 2)
+    qtbot.waitUntil(lambda: widget.link.current_slice() == (2,) and widget.session.embedding_ready, timeout=TIMEOUT_MS)
+    widget.session.set_prompt((2,), Prompt.make(points=[[16, 16]], labels=[1]))
+    qtbot.waitUntil(lambda: widget.session.candidates() is not None, timeout=TIMEOUT_MS)
+    candidate = np.asarray(widget.session.candidates().mask, dtype=bool)
+    widget.label_spin.setValue(4)
+    widget.iou_spin.setValue(0.0)
+    run(qtbot, widget, "correct")
+    assert errors == []
+    after = np.asarray(layer.data)
+    np.testing.assert_array_equal(after[2] == 4, candidate)  # the slice is the candidate now
+    assert set(np.unique(after)) <= {0, 4}
+    layer.undo()
+    np.testing.assert_array_equal(layer.data, labels)

@@ -168,6 +168,29 @@ class SamPredictor:
             )
         return masks[0].numpy(), iou[0].cpu().numpy(), low_res[0].cpu().numpy()
 
+    def predict_batch(self, point_coords, point_labels, multimask_output: bool = True):
+        """Low-res logits and IoU predictions for B point prompts at once, on the current image.
+
+        point_coords (B, N, 2) as (x, y) pixels of the original image,
+        point_labels (B, N). Returns torch tensors on the CPU: low-res logits
+        (B, C, 4h, 4w) and IoU predictions (B, C). The decoder's image side is
+        prepared once for the whole batch (the same numbers as B ``predict``
+        calls); the automatic mask generator decodes its point grid this way.
+        """
+        multimask_output = check_flag(multimask_output, "multimask_output")
+        emb = self._require_embedding()
+        coords = np.asarray(point_coords, dtype=np.float64)
+        labels = np.asarray(point_labels)
+        if coords.ndim != 3 or coords.shape[-1] != 2 or coords.shape[0] < 1 or coords.shape[1] < 1:
+            raise ValueError(f"point_coords must be (prompts, points, 2) with (x, y) pixels, got shape {coords.shape}")
+        if labels.shape != coords.shape[:2]:
+            raise ValueError(f"point_labels must be (prompts, points) = {coords.shape[:2]}, got shape {labels.shape}")
+        check_points(coords.reshape(-1, 2), labels.reshape(-1), emb.original_size)  # as predict() checks them
+        points = torch.as_tensor(self.to_input_coords(coords, emb), dtype=torch.float32, device=self.device)
+        labels = torch.as_tensor(labels, dtype=torch.int64, device=self.device)
+        low_res, iou = self._decode(emb, points, labels, None, None, multimask_output=multimask_output)
+        return low_res.cpu(), iou.cpu()
+
     def _prepare_prompts(self, emb, point_coords, point_labels, box, mask_input):
         H, W = emb.original_size
         points = labels = boxes = masks = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from ..volume import StackEmbeddings
 from ..volume.store import EmbeddingStore
 from ..embeddings import EmbeddingSource
 from .registry import EngineRegistry
@@ -28,6 +29,22 @@ class Workspace:
 
     def use_store_for(self, planes) -> bool:
         return self.store_stacks and planes.is_stack and self.embeddings.store is not None
+
+    def stack_embeddings(self, session, index: tuple) -> StackEmbeddings:
+        """The embeddings of the stack ``planes.data[index]`` of ``session``'s image, for a job over many slices.
+
+        They come from this workspace's lookup chain, the one the annotator uses
+        (memory only when stacks are not kept on disk). ValueError says what is missing.
+        """
+        if session is None:
+            raise ValueError("choose a 3D image layer (2D images have no slices to walk through)")
+        if session.engine is None:
+            raise ValueError("load a model first (Load model, in this dock or in SAM Annotator)")
+        planes, source = session.planes, self.embeddings
+        if not self.use_store_for(planes):
+            source = EmbeddingSource(source.memory, None)  # the same memory, nothing on disk
+        return StackEmbeddings(session.engine.new_predictor(), planes.data[index], rgb=planes.rgb,
+                               intensity_range=planes.intensity_range(), source=source)
 
 
 _shared: Workspace | None = None

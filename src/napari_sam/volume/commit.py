@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..commit import paintable
+from ..commit import paintable, to_image_indices  # noqa: F401 (to_image_indices: napari_sam.volume's name)
 
 
 def object_paint_indices(labels, mask, label: int, overwrite: bool = False) -> tuple[np.ndarray, ...]:
@@ -33,20 +33,3 @@ def object_paint_indices(labels, mask, label: int, overwrite: bool = False) -> t
     if labels.dtype.kind in "ui" and label > np.iinfo(labels.dtype).max:
         raise ValueError(f"label {label} does not fit the labels' dtype {labels.dtype}")
     return np.nonzero(paintable(labels, mask, int(label), overwrite))
-
-
-def to_image_indices(indices: tuple[np.ndarray, ...], stack_index: tuple) -> tuple[np.ndarray, ...]:
-    """Coordinates in a 3D stack -> coordinates in the image it was taken from with ``stack_index``.
-
-    ``stack_index`` is the second value :func:`~napari_sam.volume.stack_through` returns: an
-    integer for every fixed axis and ``slice(None)`` for the walked axis and the plane's axes.
-    """
-    indices = tuple(np.asarray(i) for i in indices)
-    free = [k for k, s in enumerate(stack_index) if isinstance(s, slice)]
-    if len(free) != len(indices):
-        raise ValueError(f"the stack index {stack_index!r} selects {len(free)} axes, got {len(indices)} coordinate arrays")
-    n = len(indices[0]) if indices else 0
-    out, it = [], iter(indices)
-    for s in stack_index:
-        out.append(next(it) if isinstance(s, slice) else np.full(n, int(s), dtype=np.intp))
-    return tuple(out)

@@ -21,6 +21,7 @@ from napari.layers import Image, Labels, Points, Shapes
 POINTS_NAME = "SAM points"
 BOXES_NAME = "SAM boxes"
 LABELS_NAME = "SAM labels"
+PROPOSALS_NAME = "SAM proposals"
 CANDIDATE_NAME = "SAM candidate"
 
 POSITIVE_COLOR = "lime"
@@ -128,6 +129,17 @@ def labels_layer(viewer, image: Image) -> Labels:
             metadata=_tag("labels", image),
             **_geometry(image),
         )
+        viewer.add_layer(layer)
+    return layer
+
+
+def proposals_layer(viewer, image: Image) -> Labels:
+    """Segment everything's proposals for ``image``, shaped as its labels, until the user accepts them."""
+    shape = spatial_shape(image)
+    layer = _find(viewer, "proposals", image, Labels, lambda lyr: tuple(lyr.data.shape) == shape, PROPOSALS_NAME)
+    if layer is None:
+        layer = Labels(np.zeros(shape, dtype=np.uint32), name=_free_name(viewer, PROPOSALS_NAME, image), opacity=0.5,
+                       metadata=_tag("proposals", image), **_geometry(image))
         viewer.add_layer(layer)
     return layer
 

@@ -3,45 +3,28 @@
 A view of the image's session, like the annotator (the two share the model,
 the embeddings and "SAM labels"). Long work runs in a background lane, one job
 at a time (the encoder already keeps every CPU core busy); Cancel stops it
-after the current slice. The result of a propagation is written with
-``Labels.data_setitem`` (one undoable edit) only where the labels are still
-background or the object's own id *when the result arrives*, so strokes
-painted while the job ran stay as they are.
+after the current slice. Propagate, Propagate all and Correct are its
+propagation rows (``propagation_rows.py``): each result is one undoable edit of
+SAM labels that keeps strokes painted while the job ran.
 """
 
 from __future__ import annotations
 
-import threading
-
-import numpy as np
 from napari.layers import Image
-from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QCoreApplication
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFormLayout,
-    QHBoxLayout,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QWidget,
-)
+from napari.utils.notifications import show_error
+from qtpy.QtWidgets import QComboBox, QFormLayout, QPushButton, QSpinBox, QWidget
 
-from ..embeddings import EmbeddingSource
-from ..session import Job, Lane, Status
-from ..volume import StackEmbeddings, annotations_from_labels, embed_stack, object_paint_indices, propagate, to_image_indices
-from ..volume.propagate import DEFAULT_IOU_THRESHOLD, SamSliceSegmenter
-from .events import disconnect_quietly
+from ..session import Status
+from ..volume import StackEmbeddings, embed_stack
 from .cache_form import CacheRows
+from .events import disconnect_quietly
 from .hub import hub_for
 from .image_choice import ImageChoice
+from .job_rows import JobRows
 from .model_form import ModelRows
+from .propagation_rows import REGROWTH_LIMIT, PropagationRows  # noqa: F401 (REGROWTH_LIMIT: the dock's name)
 from .status import StatusLine, scrolling_body
 
-#: Area growth (fraction of the smallest area on a walk) that ends it when "Stop when it grows again" is on.
-REGROWTH_LIMIT = 0.25
 _LABEL_MAX = 2**31 - 1  # QSpinBox holds a C int
 
 
@@ -60,12 +43,6 @@ class VolumeWidget(QWidget):
         self.hub = hub_for(napari_viewer, workspace)
         self.hub.attach(self)
         self.link = None
-        self._cancel = threading.Event()
-        app = QCoreApplication.instance()
-        if app is not None:  # napari is quitting: a running job stops after its current slice
-            app.aboutToQuit.connect(self._cancel.set)
-        self._lane = Lane("volume job", self.hub.post, background=True)
-        self._job_open = False  # a job was started and its result has not been handled yet
         self.last_embed = None  # EmbedResult of the last "Embed stack"
         self.last_propagation = None  # PropagationResult of the last "Propagate"
         self._build_ui()
@@ -85,43 +62,16 @@ class VolumeWidget(QWidget):
                                   "columns, z of (t, z, y, x)). Other leading axes (time) are taken at the position shown.")
         form.addRow("Slice axis", self.axis_spin)
         self.models = ModelRows(self, form)
-        self.cache = CacheRows(self, form, self.hub.workspace, self._fail, lambda: self._job_open, self.confirm_clear)
+        self.cache = CacheRows(self, form, self.hub.workspace, self._fail, lambda: self.jobs.running, self.confirm_clear)
         self.embed_button = QPushButton("Embed stack")
         self.embed_button.setToolTip("Compute the embedding of every slice in the background; slices already cached are skipped.")
         self.embed_button.clicked.connect(lambda: self.embed())
         form.addRow(self.embed_button)
-        self.label_spin = QSpinBox()
-        self.label_spin.setRange(1, _LABEL_MAX)
-        self.label_spin.setToolTip("Id of the object to propagate (default: the label selected in SAM labels).")
-        form.addRow("Object id", self.label_spin)
-        self.iou_spin = QDoubleSpinBox()
-        self.iou_spin.setRange(0.0, 1.0)
-        self.iou_spin.setSingleStep(0.05)
-        self.iou_spin.setValue(DEFAULT_IOU_THRESHOLD)
-        self.iou_spin.setToolTip("A walk stops when a slice's mask overlaps the previous slice's mask less than this (IoU).")
-        form.addRow("IoU stop", self.iou_spin)
-        self.regrowth_check = QCheckBox("Stop when it grows again")
-        self.regrowth_check.setToolTip(
-            f"Also end a walk when the object's area grows by more than {REGROWTH_LIMIT:.0%} over the smallest area "
-            "seen on the way: a rounded object that shrinks towards its end and grows again has usually slid into "
-            "the object stacked above or below it.")
-        form.addRow("", self.regrowth_check)
-        self.propagate_button = QPushButton("Propagate")
-        self.propagate_button.setToolTip("Segment the object through the neighbouring slices, from every slice where it "
-                                         "is drawn; the result is one undoable edit of SAM labels.")
-        self.propagate_button.clicked.connect(lambda: self.propagate())
-        form.addRow(self.propagate_button)
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setToolTip("Slices done in the running job.")
-        self.progress_bar.setRange(0, 1)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop the running job after the current slice (finished slices stay cached).")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
-        prow = QHBoxLayout()
-        prow.addWidget(self.progress_bar, 1)
-        prow.addWidget(self.cancel_button)
-        form.addRow(prow)
+        self.prop = PropagationRows(self, form)
+        self.label_spin, self.iou_spin = self.prop.label_spin, self.prop.iou_spin
+        self.regrowth_check, self.propagate_button = self.prop.regrowth_check, self.prop.propagate_button
+        self.jobs = JobRows(form, self.hub.post, name="volume job", busy=self._set_busy, fail=self._fail)
+        self.progress_bar, self.cancel_button = self.jobs.progress_bar, self.jobs.cancel_button
         self.status = StatusLine("")
         body.addLayout(form)
         body.addWidget(self.status)
@@ -170,65 +120,34 @@ class VolumeWidget(QWidget):
             self.label_spin.setValue(int(self.link.labels.selected_label))
 
     def _stack(self) -> StackEmbeddings:
-        """The stack through the position shown along the chosen axis (ValueError saying what is missing).
-
-        Its embeddings come from the workspace's lookup chain, the one the annotator uses.
-        """
-        session = self.session
-        if session is None:
+        """The stack through the position shown along the chosen axis (ValueError saying what is missing)."""
+        if self.session is None:
             raise ValueError("choose a 3D image layer (2D images have no slices to walk through)")
-        if session.engine is None:
-            raise ValueError("load a model first (Load model above, or in SAM Annotator)")
-        planes, workspace = session.planes, self.hub.workspace
-        source = workspace.embeddings
-        if not workspace.use_store_for(planes):
-            source = EmbeddingSource(source.memory, None)  # the same memory, nothing on disk
-        data = planes.data[self._image_index()]
-        return StackEmbeddings(session.engine.new_predictor(), data, rgb=planes.rgb,
-                               intensity_range=planes.intensity_range(), source=source)
+        return self.hub.workspace.stack_embeddings(self.session, self._image_index())
 
     # ------------------------------------------------------------------ jobs
     def is_idle(self) -> bool:
         """No job of this dock running or waiting to report, and its session idle."""
-        return not self._job_open and self.hub.is_idle()
+        return not self.jobs.running and self.hub.is_idle()
 
     def _start(self, fn, done, what: str) -> bool:
-        if self._job_open:
-            self._fail("a job is already running; wait for it or cancel it")
-            return False
-        self._cancel.clear()
-        self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(0)
-        self.status.show_status(f"{what} …")
-
-        def finish(callback, value):  # in the main thread, once the result is here
-            self._job_open = False
-            self._set_busy(False)
-            callback(value)
-
-        self._job_open = True
-        self._set_busy(True)
-        self._lane.submit(Job(fn, done=lambda value: finish(done, value),
-                              failed=lambda err: finish(lambda e: self._fail(f"{what} failed: {e}"), err)))
-        return True
+        if self.jobs.start(fn, done, what):
+            self.status.show_status(f"{what} …")
+            return True
+        return False
 
     def _set_busy(self, busy: bool) -> None:
-        for button in (self.embed_button, self.propagate_button, self.cache.clear_button):
+        for button in (self.embed_button, *self.prop.buttons, self.cache.clear_button):
             button.setEnabled(not busy)
-        self.cancel_button.setEnabled(busy)
         if not busy:
             self.cache.update_size()
 
-    def _progress(self, done: int, total: int) -> None:  # worker thread: drawn in the main thread
-        self.hub.post(lambda _: self._show_progress(done, total), None)
-
-    def _show_progress(self, done: int, total: int) -> None:
-        self.progress_bar.setRange(0, max(1, total))
-        self.progress_bar.setValue(min(done, max(1, total)))
+    def _progress(self, done: int, total: int) -> None:  # worker thread
+        self.jobs.progress(done, total)
 
     def cancel(self) -> None:
         """Ask the running job to stop after the current slice."""
-        self._cancel.set()
+        self.jobs.cancel()
 
     def _fail(self, text: str) -> None:
         show_error(f"SAM Volume: {text}")
@@ -241,7 +160,7 @@ class VolumeWidget(QWidget):
         except ValueError as err:
             self._fail(f"cannot embed the stack: {err}")
             return False
-        job = lambda: embed_stack(stack.predictor, stack, progress=self._progress, should_cancel=self._cancel.is_set,
+        job = lambda: embed_stack(stack.predictor, stack, progress=self._progress, should_cancel=self.jobs.should_cancel,
                                   keep=False)  # noqa: E731
         return self._start(job, self._on_embedded, "Embedding the stack")
 
@@ -259,45 +178,20 @@ class VolumeWidget(QWidget):
 
     def propagate(self) -> bool:
         """Propagate the chosen object id through the stack in the background."""
-        label = int(self.label_spin.value())
-        try:
-            stack = self._stack()
-            index = self._image_index()
-            labels_layer = self.link.labels
-            annotations = annotations_from_labels(np.asarray(labels_layer.data[index]), label)
-        except (ValueError, TypeError) as err:
-            self._fail(f"cannot propagate object {label}: {err}")
-            return False
-        options = dict(iou_threshold=float(self.iou_spin.value()),
-                       max_regrowth=REGROWTH_LIMIT if self.regrowth_check.isChecked() else None)
+        return self.prop.propagate()
 
-        def job():
-            return propagate(SamSliceSegmenter(stack), annotations, progress=self._progress,
-                             should_cancel=self._cancel.is_set, **options)
+    def propagate_all(self) -> bool:
+        """Propagate every object drawn on the slice shown, one-to-one."""
+        return self.prop.propagate_all()
 
-        return self._start(job, lambda result: self._on_propagated(result, labels_layer, index, label),
-                           f"Propagating object {label}")
+    def correct(self) -> bool:
+        """The candidate on the slice shown fixes the chosen object there; re-propagated both ways."""
+        return self.prop.correct()
 
     def _image_index(self) -> tuple:
         """The index that takes this stack out of the labels: the walked axis whole, the others as shown."""
         axis, here = self.axis_spin.value(), self.link.current_slice()
         return tuple(slice(None) if k == axis else i for k, i in enumerate(here)) + (slice(None),) * 2
-
-    def _on_propagated(self, result, labels_layer, index, label: int) -> None:
-        self.last_propagation = result
-        if result.cancelled:
-            self.status.show_status(f"Propagation of object {label} cancelled; the labels were not changed.\n{result.summary()}")
-            return
-        if labels_layer not in self.viewer.layers:
-            self._fail(f"the labels layer {labels_layer.name!r} was removed; the propagated object was not written")
-            return
-        current = np.asarray(labels_layer.data[index])  # read now: strokes made meanwhile are kept
-        idx = to_image_indices(object_paint_indices(current, result.mask, label), index)
-        if len(idx[0]):
-            labels_layer.data_setitem(idx, label)
-        text = f"Object {label}: {result.summary()}"
-        self.status.show_status(text)
-        show_info(f"SAM Volume: {text}")
 
     # ------------------------------------------------------------------ cache
     def store(self):
@@ -316,8 +210,7 @@ class VolumeWidget(QWidget):
 
     def shutdown(self) -> None:
         """Stop the running job and disconnect from the viewer."""
-        self._cancel.set()
-        self._lane.close()
+        self.jobs.close()
         self.models.bind(None)
         self.images.close()
         if self.link is not None and not self.link.closed:

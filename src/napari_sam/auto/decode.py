@@ -1,0 +1,164 @@
+"""Decoding the point grid of one crop: the slow step of "segment everything", done once per crop.
+
+For every batch of grid points, as Segment Anything's generator does:
+
+1. decode the batch from the crop's embedding (three candidates per point);
+2. drop candidates whose predicted IoU is at or below ``iou_floor``;
+3. upsample the survivors' logits to the crop's size, a few masks at a time
+   (never all the grid's masks at full resolution: 3 x 1024 masks of
+   1024 x 1024 pixels would be 12 GB of float32);
+4. compute each one's stability score, drop those below ``stability_floor``;
+5. threshold into a mask, take its box, drop masks cut off by the crop's
+   edge (unless that edge is the image's);
+6. keep the mask as run lengths in the whole image's frame.
+
+What is kept (:class:`CropCandidates`) holds every number the filters need,
+so new thresholds select among the candidates without decoding again. The
+floors are 0 when a caller wants to filter freely later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..model.postprocess import upscale_logits
+from . import rle
+
+#: Float32 bytes of full-resolution logits upsampled at once (bounds the memory of step 3).
+CHUNK_BYTES = 64 * 2**20
+#: Logits above this are the object (SAM's mask_threshold).
+MASK_THRESHOLD = 0.0
+#: Boxes within this many pixels of a crop's edge are cut off by it (Segment Anything's value).
+EDGE_TOLERANCE = 20.0
+
+
+class SegmentationCancelled(Exception):
+    """The user cancelled; what was finished before is kept by the caller."""
+
+
+@dataclass
+class CropCandidates:
+    """The decoded candidates of one crop, in grid order (point by point, three candidates each)."""
+
+    crop_box: list[int]  # [x0, y0, x1, y1] in the image
+    layer: int
+    image_hw: tuple[int, int]
+    iou_floor: float
+    stability_floor: float
+    iou: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    stability: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    # Segment Anything's boxes: [x_min, y_min, x_max, y_max] of the mask's pixels (inclusive), in the image.
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.int64))
+    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float64))  # (x, y) in the image
+    rles: list[np.ndarray] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.iou)
+
+    def add(self, iou, stability, boxes, points, rles) -> None:
+        self.iou = np.concatenate([self.iou, iou])
+        self.stability = np.concatenate([self.stability, stability])
+        self.boxes = np.concatenate([self.boxes, boxes])
+        self.points = np.concatenate([self.points, points])
+        self.rles.extend(rles)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(r.nbytes for r in self.rles) + self.iou.nbytes * 2 + self.boxes.nbytes + self.points.nbytes
+
+
+def decode_crop(predictor, grid: np.ndarray, crop_box, layer: int, image_hw, *, points_per_batch: int,
+                stability_offset: float, iou_floor: float = 0.0, stability_floor: float = 0.0,
+                on_batch=None) -> CropCandidates:
+    """Decode ``grid`` (fractions of the crop) on the predictor's current embedding, which is the crop's.
+
+    ``on_batch()`` is called after each batch (progress, cancel); it may raise
+    :class:`SegmentationCancelled`.
+    """
+    emb = predictor.embedding
+    x0, y0, x1, y1 = crop_box
+    crop_hw = (y1 - y0, x1 - x0)
+    if tuple(emb.original_size) != crop_hw:
+        raise ValueError(f"the embedding is of a {emb.original_size} plane, but the crop is {crop_hw}")
+    out = CropCandidates(list(crop_box), layer, tuple(image_hw), iou_floor, stability_floor)
+    points_in_crop = grid * np.array(crop_hw[::-1])[None, :]
+    for start in range(0, len(points_in_crop), points_per_batch):
+        points = points_in_crop[start : start + points_per_batch]
+        # 1. three candidates per point
+        low_res, iou = predictor.predict_batch(points[:, None, :], np.ones((len(points), 1)), multimask_output=True)
+        low_res, iou = low_res.flatten(0, 1), iou.flatten(0, 1)
+        point_of = np.repeat(points, low_res.shape[0] // len(points), axis=0)
+        # 2. the predicted-IoU floor, before any upsampling
+        if iou_floor > 0.0:
+            keep = (iou > iou_floor).numpy()
+            low_res, iou, point_of = low_res[keep], iou[keep], point_of[keep]
+        # 3.-6. a few masks at a time
+        per_chunk = max(1, CHUNK_BYTES // (4 * max(crop_hw[0] * crop_hw[1], int(np.prod(emb.input_size)))))
+        for c in range(0, len(iou), per_chunk):
+            _finish_chunk(out, predictor, emb, low_res[c : c + per_chunk], iou[c : c + per_chunk],
+                          point_of[c : c + per_chunk], crop_box, stability_offset, stability_floor)
+        if on_batch is not None:
+            on_batch()
+    return out
+
+
+@torch.inference_mode()
+def _finish_chunk(out, predictor, emb, low_res, iou, points, crop_box, offset, stability_floor) -> None:
+    logits = upscale_logits(low_res[:, None], predictor.model.image_size, emb.input_size, emb.original_size)[:, 0]
+    # 4. stability: IoU of the masks thresholded at +offset and -offset (one contains the other)
+    threshold = MASK_THRESHOLD
+    inner = (logits > threshold + offset).sum(-1, dtype=torch.int16).sum(-1, dtype=torch.int32)
+    outer = (logits > threshold - offset).sum(-1, dtype=torch.int16).sum(-1, dtype=torch.int32)
+    stability = inner / outer
+    if stability_floor > 0.0:
+        keep = stability >= stability_floor
+        logits, iou, stability, points = logits[keep], iou[keep], stability[keep], points[keep.numpy()]
+    # 5. masks, boxes, and the crop-edge rule
+    masks = logits > threshold
+    del logits
+    boxes = inclusive_boxes(masks)
+    x0, y0 = crop_box[0], crop_box[1]
+    boxes = boxes + torch.tensor([[x0, y0, x0, y0]])
+    H, W = out.image_hw
+    keep = ~near_crop_edge(boxes, crop_box, (H, W))
+    masks, boxes, iou, stability, points = masks[keep], boxes[keep], iou[keep], stability[keep], points[keep.numpy()]
+    # 6. run lengths in the image's frame
+    if list(crop_box) != [0, 0, W, H]:
+        masks = F.pad(masks, (x0, W - crop_box[2], y0, H - crop_box[3]), value=False)
+    out.add(iou.numpy().astype(np.float32), stability.numpy().astype(np.float32), boxes.numpy().astype(np.int64),
+            points + np.array([[x0, y0]]), rle.encode(masks))
+
+
+def inclusive_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """[x_min, y_min, x_max, y_max] pixel indices of each bool (N, H, W) mask; [0, 0, 0, 0] when empty."""
+    n, h, w = masks.shape
+    if n == 0:
+        return torch.zeros((0, 4), dtype=torch.int64)
+    rows = masks.any(-1).to(torch.uint8)  # (N, H)
+    cols = masks.any(-2).to(torch.uint8)  # (N, W)
+    y_min = rows.argmax(-1)
+    y_max = h - 1 - rows.flip(-1).argmax(-1)
+    x_min = cols.argmax(-1)
+    x_max = w - 1 - cols.flip(-1).argmax(-1)
+    boxes = torch.stack([x_min, y_min, x_max, y_max], dim=-1)
+    return boxes * rows.any(-1, keepdim=True)
+
+
+def near_crop_edge(boxes: torch.Tensor, crop_box, image_hw) -> torch.Tensor:
+    """True for boxes (in the image) within :data:`EDGE_TOLERANCE` of a crop edge that is not an image edge."""
+    H, W = image_hw
+    crop = torch.as_tensor(crop_box, dtype=torch.float32)[None]
+    whole = torch.tensor([[0, 0, W, H]], dtype=torch.float32)
+    b = boxes.float()
+    at_crop = (b - crop).abs() <= EDGE_TOLERANCE
+    at_image = (b - whole).abs() <= EDGE_TOLERANCE
+    return (at_crop & ~at_image).any(-1)
+
+
+def mask_box_inclusive(mask: np.ndarray) -> np.ndarray:
+    """:func:`inclusive_boxes` of one numpy mask (after post-processing)."""
+    return inclusive_boxes(torch.from_numpy(np.ascontiguousarray(mask))[None]).numpy()[0]
