@@ -70,7 +70,8 @@ def speed(model_type: str, slices: int, size: int, folder: Path) -> None:
         print(f"{model_type}, preset {preset}: {walked} slices in {seconds:.2f} s = {per_slice[preset]:.0f} ms "
               f"per slice (box + point + mask prompt, embeddings read from the disk cache); {stop}")
     assert embeddings.computed == 0
-    print(f"{model_type}: preset object / baseline per slice = {per_slice['object'] / per_slice['baseline']:.2f}")
+    ratio = per_slice["object"] / per_slice["baseline"]
+    print(f"  [{'pass' if ratio <= 1.5 else 'FAIL'}] {model_type}: preset object / baseline per slice = {ratio:.2f} <= 1.5")
 
 
 def ablation_rows():
@@ -80,6 +81,7 @@ def ablation_rows():
         ("default (preset object)", "one", {}),
         ("  without the signal fit", "one", {"fit_signal": False}),
         ("  without shrinking outline", "one", {"shrink": False}),
+        ("  without the signal-valley stop", "one", {"signal_valley": False}),
         ("  jump test on IoU", "one", {"overlap": "iou"}),
         ("  + vanish below 5% of largest", "one", {"vanish_fraction": 0.05}),
         ("  + low-res logits", "one", {"prompt": ("box", "point", "mask")}),

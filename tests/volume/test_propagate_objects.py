@@ -184,3 +184,40 @@ def test_signal_fit_cuts_a_blurred_ghost_to_the_object():
     fitted = fit_to_signal(ghost, plane, level)
     assert (fitted & disk).sum() / (fitted | disk).sum() > 0.9
     assert calibrate(np.random.default_rng(0).normal(size=(H, W)), disk) is None  # no edge in noise
+
+
+class BlobModel(OracleSegmenter):
+    """A model that outlines the blurred blob under the box on a slice it can show: it follows two nuclei
+    stacked along z as one."""
+
+    def __init__(self, labels, image):
+        super().__init__(labels)
+        self.image = image
+
+    def slice_image(self, index):
+        return self.image[index]
+
+    def segment(self, index, prompt):
+        from scipy import ndimage
+
+        self.calls.append(index)
+        blob = ndimage.binary_dilation(self.labels[index] > 0, iterations=2) | (self.image[index] > 300)
+        pieces, _ = ndimage.label(blob)
+        x, y = prompt.points[0]
+        return SliceSegmentation(pieces == pieces[int(y), int(x)] if pieces[int(y), int(x)] else blob & False)
+
+
+def test_walk_stops_where_the_signal_rises_into_the_next_nucleus_along_z():
+    from scipy import ndimage
+
+    upper = ellipsoid(7, 24, 30, 5.5, 12, 12)
+    lower = ellipsoid(17, 24, 30, 5.5, 12, 12) & ~upper
+    labels = np.zeros((Z, H, W), np.uint8)
+    labels[upper], labels[lower] = 1, 2
+    image = ndimage.gaussian_filter(upper * 1000.0 + lower * 1000.0, (1.5, 1, 1)) + 100
+    model = BlobModel(labels, image)
+    result = propagate(model, {7: upper[7]}, Z)
+    assert not (result.mask & lower).sum() > 0.05 * result.mask.sum(), result.summary()
+    assert "signal_rose_again" in {s.reason for s in result.stops}
+    old = propagate(model, {7: upper[7]}, Z, preset="baseline")
+    assert (old.mask & lower).sum() > 0.3 * lower.sum()  # the walk before slid into the lower nucleus

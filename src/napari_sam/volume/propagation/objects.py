@@ -12,8 +12,9 @@ does not yet know where the others will be:
    (a neighbour that bled) then push the right object out (mean 3D IoU
    0.740 with two rounds, 0.771 with one, bench_propagation.py).
 
-Then the objects are written in order, each into the voxels still free, so
-no voxel ends in two objects. The result is one planned change of the
+Then each voxel goes to one object: an annotated voxel to its object, a
+voxel two walks claim to the walk that reached it in fewer steps from its
+annotation (errors grow with every step), so no voxel ends in two objects. The result is one planned change of the
 label volume (:class:`napari_sam.commit.LabelChange`), one undo step.
 """
 
@@ -156,10 +157,18 @@ def volume_change(labels: np.ndarray, target: np.ndarray, ids: tuple[int, ...]) 
 
 
 def _one_to_one(results: Mapping[int, PropagationResult], shape, seeds: np.ndarray) -> np.ndarray:
-    """The objects in one volume: annotated voxels first, then each object into what is still free."""
+    """The objects in one volume, each voxel to one object: annotated voxels to their object; a voxel two
+    walks claim to the walk that reached it in fewer steps from its annotation, as errors grow with every step."""
     out = seeds.copy()
+    steps = np.where(seeds > 0, 0, np.iinfo(np.int32).max).astype(np.int32)
     for oid, result in results.items():
-        out[result.mask & (out == 0)] = oid
+        annotated = np.array(sorted(z for z, s in result.slices.items() if s.status == "annotated"))
+        if annotated.size == 0:
+            continue
+        distance = np.abs(np.arange(shape[0])[:, None] - annotated[None, :]).min(axis=1).astype(np.int32)
+        nearer = result.mask & (distance[:, None, None] < steps)
+        out[nearer] = oid
+        steps[nearer] = np.broadcast_to(distance[:, None, None], shape)[nearer]
     return out
 
 

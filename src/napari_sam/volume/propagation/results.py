@@ -37,6 +37,8 @@ class Stop:
             return text + f"the mask vanished on slice {self.rejected_slice} ({self.area} pixels)"
         if self.reason == "iou_below_threshold":
             return text + f"slice {self.rejected_slice} overlaps the previous one too little (IoU {self.iou:.2f})"
+        if self.reason == "signal_rose_again":
+            return text + f"the signal grew again on slice {self.rejected_slice}: the next object along z?"
         if self.reason == "regrowth":
             return text + f"the mask grew again on slice {self.rejected_slice} ({self.area} pixels): another object?"
         return text + self.reason.replace("_", " ")

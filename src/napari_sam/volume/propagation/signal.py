@@ -34,6 +34,17 @@ class SignalLevel:
     level: float  # the edge level in the smoothed signal
     bright: bool  # True: the object is brighter than its surroundings
     calibration_iou: float  # how well the level reproduces the annotated mask
+    inside_signal: float = float("nan")  # the annotated object's median (smoothed) signal
+    around_signal: float = float("nan")  # its surroundings' lower quartile
+
+    def strength(self, plane: np.ndarray, mask: np.ndarray) -> float:
+        """The mean signal in ``mask`` on ``plane``, as a fraction of the annotated object's own
+        (1: as bright as the annotation, 0: as its surroundings)."""
+        window = _window(mask, 0)
+        if window is None:
+            return 0.0
+        values = np.asarray(plane, dtype=np.float32)[window][mask[window]]
+        return float((values.mean() - self.around_signal) / (self.inside_signal - self.around_signal))
 
     def inside(self, plane: np.ndarray) -> np.ndarray:
         """Pixels of ``plane`` on the object's side of the edge level."""
@@ -85,7 +96,7 @@ def calibrate(plane, mask) -> SignalLevel | None:
     iou = best_iou
     if iou < MIN_CALIBRATION_IOU:
         return None
-    return SignalLevel(level, bright, float(iou))
+    return SignalLevel(level, bright, float(iou), inside, around)
 
 
 def fit_to_signal(mask: np.ndarray, plane, level: SignalLevel, seed: np.ndarray | None = None) -> np.ndarray:

@@ -12,6 +12,9 @@ A walk stops
   cross-section lies inside the larger one before it, which an IoU between a
   large and a small slice calls a jump; the share of the smaller one does not;
 * at the end of the stack (or ``max_distance`` slices from its annotation);
+* (``signal_valley``, with the signal fit) when, past the object's widest slice,
+  the signal inside the mask rises again by a tenth of the annotated slice's:
+  the walk crossed the dim gap into the next object stacked along z;
 * optionally (``max_regrowth``), when the mask, after shrinking on its way
   from the annotation, grows again by more than that fraction above the
   smallest area seen (another object stacked along z?). Off by default, as
@@ -71,7 +74,8 @@ def _fraction(name, value) -> float:
 
 
 def check_settings(iou_threshold, min_area, prompt, box_margin, max_distance, max_regrowth=None, *,
-                   vanish_fraction=0.0, overlap="iou", fit_signal=False, shrink=False) -> dict:
+                   vanish_fraction=0.0, overlap="iou", fit_signal=False, shrink=False,
+                   signal_valley=False) -> dict:
     iou_threshold = _fraction("iou_threshold", iou_threshold)
     if isinstance(min_area, bool) or not isinstance(min_area, (int, np.integer)) or min_area < 1:
         raise ValueError(f"min_area must be a whole number of pixels >= 1, got {min_area!r}")
@@ -102,7 +106,7 @@ def check_settings(iou_threshold, min_area, prompt, box_margin, max_distance, ma
             raise ValueError(f"max_regrowth must be a fraction >= 0 (e.g. 0.25) or None, got {max_regrowth}")
     if overlap not in OVERLAPS:
         raise ValueError(f"overlap must be one of {OVERLAPS}, got {overlap!r}")
-    for name, value in (("fit_signal", fit_signal), ("shrink", shrink)):
+    for name, value in (("fit_signal", fit_signal), ("shrink", shrink), ("signal_valley", signal_valley)):
         if not isinstance(value, (bool, np.bool_)):
             raise TypeError(f"{name} must be True or False, got {value!r}")
     return {
@@ -116,4 +120,5 @@ def check_settings(iou_threshold, min_area, prompt, box_margin, max_distance, ma
         "overlap": overlap,
         "fit_signal": bool(fit_signal),
         "shrink": bool(shrink),
+        "signal_valley": bool(signal_valley),
     }

@@ -36,13 +36,14 @@ from .signal import calibrate
 from .slices import SliceSegmenter, check_answer
 from .stopping import DEFAULT_IOU_THRESHOLD, DEFAULT_VANISH_FRACTION, check_settings, refusal
 
+SIGNAL_RISE = 0.1  # of the annotation's signal: the rise into another object (the texture's noise is below)
 AGREEMENT = 0.9  # a corrected walk whose mask has this IoU with the object as it was has rejoined it
 
 PRESETS = {
     "baseline": {"prompt": ("box", "point"), "vanish_fraction": 0.0, "overlap": "iou", "fit_signal": False,
-                 "shrink": False},
+                 "shrink": False, "signal_valley": False},
     "object": {"prompt": ("box", "point"), "vanish_fraction": 0.0, "overlap": "smaller",
-               "fit_signal": True, "shrink": True},
+               "fit_signal": True, "shrink": True, "signal_valley": True},
 }
 
 
@@ -59,6 +60,7 @@ class _Walk:
         self.low_res = low_res
         self.level = level  # the object's edge level in its signal, or None
         self.smallest_area = self.largest_area = int(np.count_nonzero(mask))
+        self.strengths: list[tuple[int, float]] = []  # (slice, signal strength) of the slices taken
         self.stop: Stop | None = None
 
     @property
@@ -114,8 +116,10 @@ class _Propagation:
             mask = shape_answer(mask, walk.mask, plane=plane, level=walk.level,
                                 shrinking=self.s["shrink"] and walk.shrinking,
                                 others=None if others is None else others > 0)
-            # Go on, or end the walk: vanished, jumped, grown again.
+            # Go on, or end the walk: vanished, jumped, grown again, its signal rising again.
             reason, figures = refusal(self.s, walk.mask, walk.smallest_area, mask, walk.largest_area)
+            if reason is None and plane is not None and self.s["signal_valley"] and walk.shrinking and mask.any():
+                reason = self._signal_valley(walk, z, walk.level.strength(plane, mask))
             if reason is not None:
                 walk.end(reason, rejected_slice=z, **figures)
                 return
@@ -134,6 +138,22 @@ class _Propagation:
                     mask_iou(mask, self.until_agrees[z]) >= AGREEMENT):
                 walk.end("agrees_with_before")
                 return
+
+    def _signal_valley(self, walk: _Walk, z: int, strength: float) -> str | None:
+        """Past its widest slice an object's signal only fades; rising again by a tenth of the annotation's
+        means the walk crossed the gap into another object stacked along z. The slices taken after the
+        faintest one are then given back, as they were the next object's rise."""
+        walk.strengths.append((z, strength))
+        faintest_z, faintest = min(walk.strengths, key=lambda item: item[1])
+        if strength < faintest + SIGNAL_RISE:
+            return None
+        for q, _ in walk.strengths:
+            if (q - faintest_z) * walk.direction > 0 and q != z and self.result.slices.get(q, None) is not None \
+                    and self.result.slices[q].status == "propagated":
+                self.result.mask[q] = False
+                del self.result.slices[q]
+        walk.index = faintest_z
+        return "signal_rose_again"
 
     def finish(self, walk: _Walk, reason: str) -> None:
         if walk.stop is None:
@@ -160,6 +180,7 @@ def propagate(
     overlap: str | None = None,
     fit_signal: bool | None = None,
     shrink: bool | None = None,
+    signal_valley: bool | None = None,
     others: np.ndarray | None = None,
     until_agrees: np.ndarray | None = None,
     walls: Iterable[int] = (),
@@ -192,6 +213,7 @@ def propagate(
         (needs a segmenter with ``slice_image(index)``; skipped where the annotation's edge is
         not a level of its signal).
     shrink : past the widest slice, a mask may reach only a few pixels beyond the previous one.
+    signal_valley : past the widest slice, stop where the object's signal rises again (with the fit).
     others : (Z, H, W) integer ids of other objects (0 = free), never taken and, with "negatives"
         in ``prompt``, given to the model as negative points.
     until_agrees : (Z, H, W) bool, the object as it was: a walk ends on the first slice whose new
@@ -212,7 +234,7 @@ def propagate(
         raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
     chosen = dict(PRESETS[preset])
     given = {"prompt": prompt, "vanish_fraction": vanish_fraction, "overlap": overlap, "fit_signal": fit_signal,
-             "shrink": shrink}
+             "shrink": shrink, "signal_valley": signal_valley}
     chosen.update({k: v for k, v in given.items() if v is not None})
     settings = check_settings(iou_threshold, min_area, chosen.pop("prompt"), box_margin, max_distance, max_regrowth,
                               **chosen)
