@@ -30,7 +30,7 @@ from ..volume.propagate import (
     propagate,
     propagate_all,
 )
-from ..volume.propagation.objects import volume_change
+from ..volume.propagation.objects import NEGATIVES_PROMPT, volume_change
 
 #: Area growth (fraction of the smallest area on a walk) that ends it when "Stop when it grows again" is on.
 REGROWTH_LIMIT = 0.25
@@ -106,7 +106,7 @@ class PropagationRows:
         self.fixed[label] = set(annotations)
 
         def job():
-            return propagate(segmenter, annotations, others=others, progress=self.dock._progress,
+            return propagate(segmenter, annotations, others=others, prompt=NEGATIVES_PROMPT, progress=self.dock._progress,
                              should_cancel=self.dock.jobs.should_cancel, **options)
 
         def done(result):
