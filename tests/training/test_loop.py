@@ -323,3 +323,21 @@ def test_a_model_that_cannot_be_written_at_the_end_is_kept_as_the_unfinished_run
     train(tiny_options(out, steps=2), log=lines.append)  # writes the model without training again
     assert out.is_file() and not partial.exists()
     assert not [line for line in lines if line.startswith("step ")]
+
+
+def test_a_fine_tuned_model_keeps_its_bases_automatic_settings(tmp_path):
+    from napari_sam.auto.recommended import recommended_settings, with_auto_settings
+    from napari_sam.model import load_model
+
+    base = tmp_path / "base.pt"
+    settings = {"points_per_side": 8, "pred_iou_thresh": 0.5}
+    torch.save(with_auto_settings(build_sam(training_config("tiny")).state_dict(), settings), base)
+    out = tmp_path / "tuned.pt"
+    lines = []
+    train(tiny_options(out, size=None, init=str(base), steps=1), log=lines.append)
+    assert recommended_settings(name=str(out)) == settings
+    assert "automatic settings" in lines[-1]
+    load_model(str(out))  # the settings beside the weights do not hinder loading
+    plain = tmp_path / "plain.pt"
+    train(tiny_options(plain), log=quiet)  # a new model: none recorded
+    assert recommended_settings(name=str(plain)) == {}

@@ -23,6 +23,7 @@ import torch
 from napari_sam.model.build import SamConfig, build_sam, config_from_state_dict, load_weights
 from napari_sam.model.device import TRAINING_PRECISIONS, pick_device, pick_precision
 
+from ..auto.recommended import recommended_settings, with_auto_settings
 from . import checkpoints
 from .config import training_config
 from .data import draw_prepared, encoder_batch, open_source
@@ -294,8 +295,11 @@ class _Run:
         if out.exists() and not o.overwrite:  # appeared while we trained
             self.save_state()
             raise ValueError(f"{out} appeared during training; the run is kept in {self.partial}, pass --overwrite")
+        # A fine-tuned model starts from its base's automatic settings (segment everything),
+        # kept in the file so the SAM Everything dock and `segment` find them.
+        settings = recommended_settings(name=str(o.init)) if o.init not in (None, "none") else {}
         try:
-            checkpoints.save_atomic(weights, out)
+            checkpoints.save_atomic(with_auto_settings(weights, settings) if settings else weights, out)
         except OSError as err:
             # Keep the finished run: the same command then only writes the model.
             try:
@@ -309,7 +313,8 @@ class _Run:
         if self.partial.exists():
             self.partial.unlink()
         seconds = time.perf_counter() - self.t0
-        log(f"saved {out} after {o.steps} steps ({_format_eta(seconds)} this session)")
+        log(f"saved {out} after {o.steps} steps ({_format_eta(seconds)} this session)"
+            + (f"; automatic settings of {o.init} recorded in it" if settings else ""))
         nan = float("nan")
         return TrainResult(out, cfg, o.steps, seconds, self.loss_avg if self.loss_avg is not None else nan,
                            self.miou_avg if self.miou_avg is not None else nan)
