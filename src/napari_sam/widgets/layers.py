@@ -119,29 +119,25 @@ def boxes_layer(viewer, image: Image) -> Shapes:
     return layer
 
 
-def labels_layer(viewer, image: Image) -> Labels:
+def _image_labels(viewer, image: Image, role: str, base_name: str, **kwargs) -> Labels:
+    """Our uint32 Labels layer of ``role`` for ``image``, shaped and placed as its pixels (created if missing)."""
     shape = spatial_shape(image)
-    layer = _find(viewer, "labels", image, Labels, lambda lyr: tuple(lyr.data.shape) == shape, LABELS_NAME)
+    layer = _find(viewer, role, image, Labels, lambda lyr: tuple(lyr.data.shape) == shape, base_name)
     if layer is None:
-        layer = Labels(
-            np.zeros(shape, dtype=np.uint32),
-            name=_free_name(viewer, LABELS_NAME, image),
-            metadata=_tag("labels", image),
-            **_geometry(image),
-        )
+        layer = Labels(np.zeros(shape, dtype=np.uint32), name=_free_name(viewer, base_name, image),
+                       metadata=_tag(role, image), **_geometry(image), **kwargs)
         viewer.add_layer(layer)
     return layer
+
+
+def labels_layer(viewer, image: Image) -> Labels:
+    """The user's objects for ``image``."""
+    return _image_labels(viewer, image, "labels", LABELS_NAME)
 
 
 def proposals_layer(viewer, image: Image) -> Labels:
     """Segment everything's proposals for ``image``, shaped as its labels, until the user accepts them."""
-    shape = spatial_shape(image)
-    layer = _find(viewer, "proposals", image, Labels, lambda lyr: tuple(lyr.data.shape) == shape, PROPOSALS_NAME)
-    if layer is None:
-        layer = Labels(np.zeros(shape, dtype=np.uint32), name=_free_name(viewer, PROPOSALS_NAME, image), opacity=0.5,
-                       metadata=_tag("proposals", image), **_geometry(image))
-        viewer.add_layer(layer)
-    return layer
+    return _image_labels(viewer, image, "proposals", PROPOSALS_NAME, opacity=0.5)
 
 
 def candidate_layers(viewer, image: Image) -> list[Labels]:
