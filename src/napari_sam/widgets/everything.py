@@ -76,7 +76,7 @@ class EverythingWidget(QWidget):
         self.discard_button.clicked.connect(lambda: self.discard())
         form.addRow(self.accept_button)
         form.addRow(self.discard_button)
-        self.overwrite_check = QCheckBox("may take pixels of committed objects")
+        self.overwrite_check = QCheckBox("overwrite committed objects")
         self.overwrite_check.setToolTip("Off (default): accepted proposals never overwrite objects already in SAM labels.")
         form.addRow("", self.overwrite_check)
         self.status = StatusLine("Click a proposal to accept it, Alt+click to delete it.")
