@@ -28,6 +28,8 @@ import torch
 class SlowEngine:
     name = model_id = "slow"
     precision = "fp32"
+    precision_reason = "fp32 (chosen)"
+
     def prepare(self, embedding):
         pass
     def embed(self, plane, intensity_range=None):
