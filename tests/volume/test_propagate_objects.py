@@ -101,6 +101,47 @@ def test_propagate_all_writes_one_change_that_spares_other_objects():
     assert steps[0] == (0, 2) and steps[-1] == (2, 2)
 
 
+def test_objects_walking_together_each_come_out_whole_and_only_themselves():
+    labels = touching_pair()
+    seeds = {1: {12: labels[12] == 1}, 2: {12: labels[12] == 2}}
+    steps = []
+    together = propagate_objects(BleedingOracle(labels), seeds, Z, together=True,
+                                 progress=lambda done, total: steps.append((done, total)))
+    assert np.array_equal(together.labels, labels)
+    for oid in (1, 2):
+        assert np.array_equal(together.objects[oid].mask, labels == oid)
+    assert steps[0] == (0, Z) and all(d <= t for d, t in steps)
+
+
+def test_objects_walking_together_split_a_slice_both_reach_by_the_slice_before():
+    # Two objects that are one blob beyond slice 14 (a model that cannot tell them apart there):
+    # each keeps the side nearer its own mask on the slice before.
+    labels = touching_pair()
+    merged = labels.copy()
+    merged[15:][merged[15:] > 0] = 1
+    class Merging(OracleSegmenter):
+        def segment(self, index, prompt):
+            return SliceSegmentation(merged[index] > 0 if index >= 15 else labels[index] == prompt_id(prompt),
+                                     None, 1.0)
+    def prompt_id(prompt):
+        x, y = prompt.points[0]
+        return labels[12][int(y), int(x)]
+    seeds = {1: {12: labels[12] == 1}, 2: {12: labels[12] == 2}}
+    found = propagate_objects(Merging(labels), seeds, Z, together=True)
+    assert not (found.objects[1].mask & found.objects[2].mask).any()
+    for oid in (1, 2):  # each side went to its own object
+        assert (found.labels[16] == oid).sum() > 0.8 * (labels[16] == oid).sum()
+
+
+def test_propagate_all_together_cancelled_half_way_returns_what_is_done():
+    truth = touching_pair()
+    asked = []
+    result = propagate_all(OracleSegmenter(truth), np.where(zz == 12, truth, 0), 12, together=True,
+                           should_cancel=lambda: asked.append(1) or len(asked) > 5)
+    assert result.cancelled
+    assert not (result.labels & ~truth.astype(bool)).any()
+
+
 def test_propagate_all_cancelled_half_way_returns_what_is_done():
     truth = touching_pair()
     asked = []

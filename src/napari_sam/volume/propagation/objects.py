@@ -28,7 +28,8 @@ import numpy as np
 from ...commit import LabelChange, paintable
 from ...progress import CancelCheck, ProgressCallback
 from .results import PropagationResult
-from .walk import propagate
+from .together import walk_together
+from .walk import propagate, start_walks
 
 NEGATIVES_PROMPT = ("box", "point", "negatives")
 
@@ -56,6 +57,7 @@ def propagate_objects(
     n_slices: int | None = None,
     *,
     rounds: int = 1,
+    together: bool = False,
     progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
     **options,
@@ -84,6 +86,11 @@ def propagate_objects(
         for z, m in anns.items():
             seeds[int(z)][np.asarray(m, dtype=bool) & (seeds[int(z)] == 0)] = oid
 
+    if together and all(len(anns) == 1 for anns in annotations.values()):
+        start = lambda anns, others: start_walks(segmenter, anns, n_slices, others=others,  # noqa: E731
+                                                 should_cancel=should_cancel, **options)
+        objects, labels = walk_together(annotations, n_slices, seeds, start, progress, should_cancel)
+        return ObjectsResult(objects, labels, any(r.cancelled for r in objects.values()))
     out = ObjectsResult()
     total, done = rounds * len(annotations), 0
     if progress is not None:
