@@ -15,7 +15,9 @@ from _machine import cpu_summary
 from _propagation_cases import Case, Timer, all_at_once, why
 from napari_sam.model import SamPredictor, load_model
 
-VARIANTS = {"default": {}, "lockstep": {"together": True}}
+VARIANTS = {"default": {}, "before (no regrowth stop)": {"max_regrowth": None}, "lockstep": {"together": True},
+            "regrow0.5": {"max_regrowth": 0.5}, "regrow1.0": {"max_regrowth": 1.0}, "regrow0.3": {"max_regrowth": 0.3}, "regrow2.0": {"max_regrowth": 2.0}, "regrow1.5": {"max_regrowth": 1.5},
+            "lock+rg0.5": {"together": True, "max_regrowth": 0.5}}
 
 
 def main() -> None:
@@ -37,7 +39,7 @@ def main() -> None:
                 found, labels[case.seed] = all_at_once(case, timer, **VARIANTS[name])
                 ious.update({(case.seed, oid): v for oid, v in found.items()})
             values = np.array([v[0] for v in ious.values()])
-            print(f"{name:10s} mean {values.mean():.3f} median {np.median(values):.3f} worst {values.min():.3f} "
+            print(f"{name:27s} mean {values.mean():.3f} median {np.median(values):.3f} worst {values.min():.3f} "
                   f"below 0.5: {(values < 0.5).sum()}  ({time.perf_counter() - start:.0f} s)")
             for (seed, oid), (iou, _) in sorted(ious.items(), key=lambda kv: kv[1][0])[:5]:
                 case = next(c for c in cases if c.seed == seed)

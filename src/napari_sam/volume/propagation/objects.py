@@ -32,6 +32,11 @@ from .together import walk_together
 from .walk import propagate, start_walks
 
 NEGATIVES_PROMPT = ("box", "point", "negatives")
+# Each object is clicked on one of its wide slices, so a walk whose mask grows to twice the smallest it has
+# seen has run into a neighbour (below or above it in z) and stops there. Measured (bench_propagate_all.py,
+# 44 nuclei): mean 3D IoU 0.830 -> 0.839, median 0.867 -> 0.872, none below 0.5 (was 1); 0.3 and 0.5 give
+# the same, 1.5 and 2.0 0.837. A click on an object's pole slice would be cut here: pass max_regrowth=None.
+MAX_REGROWTH = 1.0
 
 
 @dataclass
@@ -65,7 +70,7 @@ def propagate_objects(
     """Propagate every object of ``annotations`` ({object id: {slice: mask}}), one-to-one in each slice.
 
     ``options`` are those of :func:`~.walk.propagate` (``prompt`` defaults to
-    box + point + negative points on the other objects). ``progress(done,
+    box + point + negative points on the other objects, ``max_regrowth`` to :data:`MAX_REGROWTH`). ``progress(done,
     total)`` counts objects walked over all rounds.
     """
     if not isinstance(annotations, Mapping) or not annotations:
@@ -78,6 +83,7 @@ def propagate_objects(
     if "others" in options:
         raise TypeError("propagate_objects finds each object's others itself; do not pass others")
     options.setdefault("prompt", NEGATIVES_PROMPT)
+    options.setdefault("max_regrowth", MAX_REGROWTH)
     if n_slices is None:
         n_slices = len(segmenter)
     shape = _plane_shape(annotations)
