@@ -17,6 +17,7 @@ from napari_sam.model import SamPredictor, load_model
 
 VARIANTS = {"default": {}, "before (no regrowth stop)": {"max_regrowth": None}, "lockstep": {"together": True},
             "regrow0.5": {"max_regrowth": 0.5}, "regrow1.0": {"max_regrowth": 1.0}, "regrow0.3": {"max_regrowth": 0.3}, "regrow2.0": {"max_regrowth": 2.0}, "regrow1.5": {"max_regrowth": 1.5},
+            "+logits": {"prompt": ("box", "point", "negatives", "mask")}, "+vanish5%": {"vanish_fraction": 0.05},
             "lock+rg0.5": {"together": True, "max_regrowth": 0.5}}
 
 

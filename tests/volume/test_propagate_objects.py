@@ -262,3 +262,27 @@ def test_walk_stops_where_the_signal_rises_into_the_next_nucleus_along_z():
     assert "signal_rose_again" in {s.reason for s in result.stops}
     old = propagate(model, {7: upper[7]}, Z, preset="baseline")
     assert (old.mask & lower).sum() > 0.3 * lower.sum()  # the walk before slid into the lower nucleus
+
+
+class CreepingOracle(OracleSegmenter):
+    """A model that creeps: it answers with the object under the point plus any object within 3 pixels of the
+    previous mask (a stand-in for SAM at a nucleus' end where the next nucleus along z starts)."""
+
+    def segment(self, index, prompt):
+        from scipy import ndimage
+        plane = self.labels[index]
+        x, y = prompt.points[0]
+        near = ndimage.binary_dilation(prompt.previous_mask, iterations=3)
+        return SliceSegmentation((plane > 0) & (near | (plane == plane[int(y), int(x)])), None, 1.0)
+
+
+def test_propagate_all_stops_a_walk_that_grows_into_the_next_object_along_z():
+    labels = np.zeros((Z, H, W), np.uint16)
+    small = ellipsoid(8, 24, 24, 5, 8, 8)
+    labels[small], labels[ellipsoid(15, 24, 30, 5, 14, 18) & ~small] = 1, 2
+    seeds = {1: {8: labels[8] == 1}}  # only the small one is clicked: its walk up meets the big one
+    crept = propagate_objects(CreepingOracle(labels), seeds, Z, max_regrowth=None).labels == 1
+    stopped = propagate_objects(CreepingOracle(labels), seeds, Z).labels == 1
+    assert (crept & (labels == 2)).sum() > (labels == 1).sum()  # without the stop it eats the big one
+    assert (stopped & (labels == 2)).sum() < 0.2 * (labels == 1).sum()
+    assert (stopped & small).sum() > 0.9 * small.sum()
