@@ -90,6 +90,7 @@ def ablation_rows():
         ("  pick of 3 by expected shape", "one", {"pick": "shape"}),
         ("  + negatives on true neighbours*", "one", {"prompt": ("box", "point", "negatives"), "truth_neighbours": True}),
         ("Propagate all, 1 round", "all", {"rounds": 1}),
+        ("Propagate all, walking together", "all", {"together": True}),
         ("Propagate all (default)", "all", {}),
     ]
 

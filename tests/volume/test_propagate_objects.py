@@ -101,6 +101,47 @@ def test_propagate_all_writes_one_change_that_spares_other_objects():
     assert steps[0] == (0, 2) and steps[-1] == (2, 2)
 
 
+def test_objects_walking_together_each_come_out_whole_and_only_themselves():
+    labels = touching_pair()
+    seeds = {1: {12: labels[12] == 1}, 2: {12: labels[12] == 2}}
+    steps = []
+    together = propagate_objects(BleedingOracle(labels), seeds, Z, together=True,
+                                 progress=lambda done, total: steps.append((done, total)))
+    assert np.array_equal(together.labels, labels)
+    for oid in (1, 2):
+        assert np.array_equal(together.objects[oid].mask, labels == oid)
+    assert steps[0] == (0, Z) and all(d <= t for d, t in steps)
+
+
+def test_objects_walking_together_split_a_slice_both_reach_by_the_slice_before():
+    # Two objects that are one blob beyond slice 14 (a model that cannot tell them apart there):
+    # each keeps the side nearer its own mask on the slice before.
+    labels = touching_pair()
+    merged = labels.copy()
+    merged[15:][merged[15:] > 0] = 1
+    class Merging(OracleSegmenter):
+        def segment(self, index, prompt):
+            return SliceSegmentation(merged[index] > 0 if index >= 15 else labels[index] == prompt_id(prompt),
+                                     None, 1.0)
+    def prompt_id(prompt):
+        x, y = prompt.points[0]
+        return labels[12][int(y), int(x)]
+    seeds = {1: {12: labels[12] == 1}, 2: {12: labels[12] == 2}}
+    found = propagate_objects(Merging(labels), seeds, Z, together=True)
+    assert not (found.objects[1].mask & found.objects[2].mask).any()
+    for oid in (1, 2):  # each side went to its own object
+        assert (found.labels[16] == oid).sum() > 0.8 * (labels[16] == oid).sum()
+
+
+def test_propagate_all_together_cancelled_half_way_returns_what_is_done():
+    truth = touching_pair()
+    asked = []
+    result = propagate_all(OracleSegmenter(truth), np.where(zz == 12, truth, 0), 12, together=True,
+                           should_cancel=lambda: asked.append(1) or len(asked) > 5)
+    assert result.cancelled
+    assert not (result.labels & ~truth.astype(bool)).any()
+
+
 def test_propagate_all_cancelled_half_way_returns_what_is_done():
     truth = touching_pair()
     asked = []
@@ -221,3 +262,27 @@ def test_walk_stops_where_the_signal_rises_into_the_next_nucleus_along_z():
     assert "signal_rose_again" in {s.reason for s in result.stops}
     old = propagate(model, {7: upper[7]}, Z, preset="baseline")
     assert (old.mask & lower).sum() > 0.3 * lower.sum()  # the walk before slid into the lower nucleus
+
+
+class CreepingOracle(OracleSegmenter):
+    """A model that creeps: it answers with the object under the point plus any object within 3 pixels of the
+    previous mask (a stand-in for SAM at a nucleus' end where the next nucleus along z starts)."""
+
+    def segment(self, index, prompt):
+        from scipy import ndimage
+        plane = self.labels[index]
+        x, y = prompt.points[0]
+        near = ndimage.binary_dilation(prompt.previous_mask, iterations=3)
+        return SliceSegmentation((plane > 0) & (near | (plane == plane[int(y), int(x)])), None, 1.0)
+
+
+def test_propagate_all_stops_a_walk_that_grows_into_the_next_object_along_z():
+    labels = np.zeros((Z, H, W), np.uint16)
+    small = ellipsoid(8, 24, 24, 5, 8, 8)
+    labels[small], labels[ellipsoid(15, 24, 30, 5, 14, 18) & ~small] = 1, 2
+    seeds = {1: {8: labels[8] == 1}}  # only the small one is clicked: its walk up meets the big one
+    crept = propagate_objects(CreepingOracle(labels), seeds, Z, max_regrowth=None).labels == 1
+    stopped = propagate_objects(CreepingOracle(labels), seeds, Z).labels == 1
+    assert (crept & (labels == 2)).sum() > (labels == 1).sum()  # without the stop it eats the big one
+    assert (stopped & (labels == 2)).sum() < 0.2 * (labels == 1).sum()
+    assert (stopped & small).sum() > 0.9 * small.sum()

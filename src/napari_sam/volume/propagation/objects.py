@@ -28,9 +28,15 @@ import numpy as np
 from ...commit import LabelChange, paintable
 from ...progress import CancelCheck, ProgressCallback
 from .results import PropagationResult
-from .walk import propagate
+from .together import walk_together
+from .walk import propagate, start_walks
 
 NEGATIVES_PROMPT = ("box", "point", "negatives")
+# Each object is clicked on one of its wide slices, so a walk whose mask grows to twice the smallest it has
+# seen has run into a neighbour (below or above it in z) and stops there. Measured (bench_propagate_all.py,
+# 44 nuclei): mean 3D IoU 0.830 -> 0.839, median 0.867 -> 0.872, none below 0.5 (was 1); 0.3 and 0.5 give
+# the same, 1.5 and 2.0 0.837. A click on an object's pole slice would be cut here: pass max_regrowth=None.
+MAX_REGROWTH = 1.0
 
 
 @dataclass
@@ -56,6 +62,7 @@ def propagate_objects(
     n_slices: int | None = None,
     *,
     rounds: int = 1,
+    together: bool = False,
     progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
     **options,
@@ -63,7 +70,7 @@ def propagate_objects(
     """Propagate every object of ``annotations`` ({object id: {slice: mask}}), one-to-one in each slice.
 
     ``options`` are those of :func:`~.walk.propagate` (``prompt`` defaults to
-    box + point + negative points on the other objects). ``progress(done,
+    box + point + negative points on the other objects, ``max_regrowth`` to :data:`MAX_REGROWTH`). ``progress(done,
     total)`` counts objects walked over all rounds.
     """
     if not isinstance(annotations, Mapping) or not annotations:
@@ -76,6 +83,7 @@ def propagate_objects(
     if "others" in options:
         raise TypeError("propagate_objects finds each object's others itself; do not pass others")
     options.setdefault("prompt", NEGATIVES_PROMPT)
+    options.setdefault("max_regrowth", MAX_REGROWTH)
     if n_slices is None:
         n_slices = len(segmenter)
     shape = _plane_shape(annotations)
@@ -84,6 +92,11 @@ def propagate_objects(
         for z, m in anns.items():
             seeds[int(z)][np.asarray(m, dtype=bool) & (seeds[int(z)] == 0)] = oid
 
+    if together and all(len(anns) == 1 for anns in annotations.values()):
+        start = lambda anns, others: start_walks(segmenter, anns, n_slices, others=others,  # noqa: E731
+                                                 should_cancel=should_cancel, **options)
+        objects, labels = walk_together(annotations, n_slices, seeds, start, progress, should_cancel)
+        return ObjectsResult(objects, labels, any(r.cancelled for r in objects.values()))
     out = ObjectsResult()
     total, done = rounds * len(annotations), 0
     if progress is not None:

@@ -220,46 +220,13 @@ def propagate(
         mask agrees with it (IoU >= 0.9), as a correction does.
     walls : slices no walk enters (the slices the user fixed by hand, during a correction).
     """
-    if not hasattr(segmenter, "segment"):
-        raise TypeError(f"segmenter must have a segment(index, prompt) method, got {type(segmenter).__name__}")
-    if n_slices is None:
-        if not hasattr(segmenter, "__len__"):
-            raise ValueError("give n_slices: the segmenter does not know how many slices the stack has")
-        n_slices = len(segmenter)
-    if isinstance(n_slices, bool) or not isinstance(n_slices, (int, np.integer)) or n_slices < 1:
-        raise ValueError(f"n_slices must be a positive integer, got {n_slices!r}")
-    n_slices = int(n_slices)
-    anns = check_annotations(annotations, n_slices)
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
-    chosen = dict(PRESETS[preset])
-    given = {"prompt": prompt, "vanish_fraction": vanish_fraction, "overlap": overlap, "fit_signal": fit_signal,
-             "shrink": shrink, "signal_valley": signal_valley}
-    chosen.update({k: v for k, v in given.items() if v is not None})
-    settings = check_settings(iou_threshold, min_area, chosen.pop("prompt"), box_margin, max_distance, max_regrowth,
-                              **chosen)
-    logits = {} if annotation_logits is None else {int(k): np.asarray(v) for k, v in annotation_logits.items()}
-
-    shape = next(iter(anns.values())).shape
-    others = _check_others(others, (n_slices, *shape))
-    if until_agrees is not None:
-        until_agrees = np.asarray(until_agrees, dtype=bool)
-        if until_agrees.shape != (n_slices, *shape):
-            raise ValueError(f"until_agrees has shape {until_agrees.shape}, expected {(n_slices, *shape)}")
-    walls = frozenset(int(w) for w in walls) - set(anns)
-    levels = _signal_levels(segmenter, anns) if settings["fit_signal"] else {}
-    result = PropagationResult(mask=np.zeros((n_slices, *shape), dtype=bool))
-    for z, m in anns.items():
-        result.mask[z] = m
-        result.slices[z] = SliceOutcome(z, "annotated", int(np.count_nonzero(m)), z)
-    total = n_slices - len(anns)
-    job = _Propagation(segmenter, n_slices, settings, progress, should_cancel, result, total, others,
-                       until_agrees, walls)
-    if progress is not None:
-        progress(0, total)
-
-    order = sorted(anns)
-    walk = lambda z, d: _Walk(z, d, anns[z], logits.get(z), levels.get(z))  # noqa: E731
+    job, walk, order = start_walks(
+        segmenter, annotations, n_slices, iou_threshold=iou_threshold, min_area=min_area, prompt=prompt,
+        box_margin=box_margin, annotation_logits=annotation_logits, max_distance=max_distance,
+        max_regrowth=max_regrowth, progress=progress, should_cancel=should_cancel, preset=preset,
+        vanish_fraction=vanish_fraction, overlap=overlap, fit_signal=fit_signal, shrink=shrink,
+        signal_valley=signal_valley, others=others, until_agrees=until_agrees, walls=walls)
+    result, n_slices, total = job.result, job.n_slices, job.total
     # Below the lowest annotation.
     down = walk(order[0], -1)
     job.run(down, 0)
@@ -285,6 +252,56 @@ def propagate(
     if progress is not None:
         progress(total, total)
     return result
+
+
+def start_walks(segmenter, annotations, n_slices=None, *, iou_threshold=DEFAULT_IOU_THRESHOLD, min_area=1, prompt=None,
+                box_margin=0.1, annotation_logits=None, max_distance=None, max_regrowth=None, progress=None,
+                should_cancel=None, preset="object", vanish_fraction=None, overlap=None, fit_signal=None, shrink=None,
+                signal_valley=None, others=None, until_agrees=None, walls=()):
+    """The checked setup of :func:`propagate` (same arguments): (the job, ``walk(slice, direction)`` making a walk
+    from an annotated slice, the annotated slices in order). ``others`` may also be any object whose ``[z]`` gives
+    the other objects' ids on slice z, read when the walk gets there (as "Propagate all" together does)."""
+    if not hasattr(segmenter, "segment"):
+        raise TypeError(f"segmenter must have a segment(index, prompt) method, got {type(segmenter).__name__}")
+    if n_slices is None:
+        if not hasattr(segmenter, "__len__"):
+            raise ValueError("give n_slices: the segmenter does not know how many slices the stack has")
+        n_slices = len(segmenter)
+    if isinstance(n_slices, bool) or not isinstance(n_slices, (int, np.integer)) or n_slices < 1:
+        raise ValueError(f"n_slices must be a positive integer, got {n_slices!r}")
+    n_slices = int(n_slices)
+    anns = check_annotations(annotations, n_slices)
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
+    chosen = dict(PRESETS[preset])
+    given = {"prompt": prompt, "vanish_fraction": vanish_fraction, "overlap": overlap, "fit_signal": fit_signal,
+             "shrink": shrink, "signal_valley": signal_valley}
+    chosen.update({k: v for k, v in given.items() if v is not None})
+    settings = check_settings(iou_threshold, min_area, chosen.pop("prompt"), box_margin, max_distance, max_regrowth,
+                              **chosen)
+    logits = {} if annotation_logits is None else {int(k): np.asarray(v) for k, v in annotation_logits.items()}
+
+    shape = next(iter(anns.values())).shape
+    others = others if hasattr(others, "live") else _check_others(others, (n_slices, *shape))
+    if until_agrees is not None:
+        until_agrees = np.asarray(until_agrees, dtype=bool)
+        if until_agrees.shape != (n_slices, *shape):
+            raise ValueError(f"until_agrees has shape {until_agrees.shape}, expected {(n_slices, *shape)}")
+    walls = frozenset(int(w) for w in walls) - set(anns)
+    levels = _signal_levels(segmenter, anns) if settings["fit_signal"] else {}
+    result = PropagationResult(mask=np.zeros((n_slices, *shape), dtype=bool))
+    for z, m in anns.items():
+        result.mask[z] = m
+        result.slices[z] = SliceOutcome(z, "annotated", int(np.count_nonzero(m)), z)
+    total = n_slices - len(anns)
+    job = _Propagation(segmenter, n_slices, settings, progress, should_cancel, result, total, others,
+                       until_agrees, walls)
+    if progress is not None:
+        progress(0, total)
+
+    order = sorted(anns)
+    walk = lambda z, d: _Walk(z, d, anns[z], logits.get(z), levels.get(z))  # noqa: E731
+    return job, walk, order
 
 
 def _signal_levels(segmenter, annotations) -> dict:
