@@ -135,12 +135,14 @@ def test_switching_models_drops_old_candidates_keeps_prompts_and_decodes_them_ag
     ready(session, loop, "a")
     session.set_prompt((1,), Prompt.make([[10, 10]], [1]))
     loop.run_until(lambda: session.candidates() is not None)
-    told, said = [], []
+    told, said, at_switch = [], [], []
     session.notify.connect(lambda level, text: told.append(text))
     session.status_changed.connect(lambda status: said.append(status.text))
+    # What is on screen the moment the model changes (b may decode again soon after: a quick stub).
+    session.engine_changed.connect(lambda engine: at_switch.append(session.candidates()))
     session.load_engine(EngineSpec("b"))
-    loop.run_until(lambda: session.engine is factory.engines.get("b"))
-    assert session.candidates() is None and "dropped" in told[0]
+    loop.run_until(lambda: session.engine is factory.engines.get("b") and told)
+    assert at_switch == [None] and "dropped" in told[0]
     assert any("embedding with b" in text for text in said)
     loop.run_until(lambda: session.candidates() is not None and session.is_idle())
     assert factory.engines["b"].decode_calls[-1][1].point_coords.tolist() == [[10, 10]]

@@ -80,8 +80,12 @@ class PropagationRows:
         return [self.propagate_button, self.all_button, self.correct_button]
 
     def options(self) -> dict:
-        return dict(iou_threshold=float(self.iou_spin.value()),
-                    max_regrowth=REGROWTH_LIMIT if self.regrowth_check.isChecked() else None)
+        """The stop settings; unticked "grows again" leaves each action its own default (Propagate all stops
+        a walk whose mask doubles, one object walks on)."""
+        options = dict(iou_threshold=float(self.iou_spin.value()))
+        if self.regrowth_check.isChecked():
+            options["max_regrowth"] = REGROWTH_LIMIT
+        return options
 
     def _context(self):
         """(segmenter, index, labels layer, the stack's labels now, the slice shown along the walked axis)."""
