@@ -89,3 +89,15 @@ def test_folded_in_bf16_stays_near_float32():
         low = attn.to(torch.bfloat16)
         folded = low.attend_few_queries(tokens.bfloat16(), image.bfloat16(), image.bfloat16()).float()
     assert _close(folded, reference, 3e-2)
+
+
+def test_times_shared_equals_broadcast_matmul():
+    from napari_sam.model.transformer import times_shared
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 8, 7, 16, generator=g)
+    shared = torch.randn(1, 8, 16, 50, generator=g)
+    own = torch.randn(3, 8, 16, 50, generator=g)
+    assert torch.allclose(times_shared(a, shared), torch.matmul(a, shared), atol=1e-5)
+    assert torch.allclose(times_shared(a, own), torch.matmul(a, own), atol=1e-5)
+    assert times_shared(a, shared).shape == (3, 8, 7, 50)

@@ -59,11 +59,13 @@ class MaskDecoder(nn.Module):
         ``image_embeddings`` is (1, C, h, w) shared by all B prompts, or (B, C, h, w).
         ``prepared``: :meth:`prepare_image` of the same image and dense prompt.
         """
-        masks, iou_pred = self.predict_masks(
-            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, prepared
-        )
+        # Only the picked tokens' masks are made: the single-mask answer is
+        # a quarter of the upscaled products when three candidates are asked.
         picked = slice(1, None) if multimask_output else slice(0, 1)
-        return masks[:, picked], iou_pred[:, picked]
+        masks, iou_pred = self.predict_masks(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, prepared, picked=picked
+        )
+        return masks, iou_pred[:, picked]
 
     def prepare_image(self, image_embeddings, image_pe, dense_prompt_embeddings) -> dict:
         """Prompt-independent work for one (1, C, h, w) image and dense prompt, reusable across clicks."""
@@ -71,8 +73,9 @@ class MaskDecoder(nn.Module):
         src = image_embeddings.to(dtype) + dense_prompt_embeddings.to(dtype)
         return self.transformer.prepare_image(src, image_pe.to(dtype))
 
-    def predict_masks(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, prepared=None):
-        """All four masks and IoU predictions, (B, 4, 4h, 4w) and (B, 4)."""
+    def predict_masks(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, prepared=None,
+                      picked: slice = slice(None)):
+        """The ``picked`` mask tokens' masks (B, M, 4h, 4w), all four by default, and all four IoU predictions (B, 4)."""
         B = sparse_prompt_embeddings.shape[0]
         dtype = self.iou_token.weight.dtype
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
@@ -91,9 +94,8 @@ class MaskDecoder(nn.Module):
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
 
-        hyper_in = torch.stack(
-            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
-        )
+        tokens_made = range(self.num_mask_tokens)[picked]
+        hyper_in = torch.stack([self.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in tokens_made], dim=1)
         masks = self._masks_from_tokens(src, hyper_in, h, w)
         return masks, self.iou_prediction_head(iou_token_out)
 
