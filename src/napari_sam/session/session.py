@@ -278,7 +278,9 @@ class AnnotationSession:
                 self.say(f"{self.describe(s)}: waiting for its embedding …", "busy")
             return  # decoded when the embedding is ready (_on_ready)
         _, engine, embedding = self._ready
-        if self._decode.is_busy or not self.decode_timer.inline():
+        # While an embedding runs beside it, an inline decode is slower and shares the click's event with
+        # napari's drawing: decoded in the background then, the event loop never waits for both.
+        if self._decode.is_busy or self._embeddings.lane.is_busy or not self.decode_timer.inline():
             self._decode.submit(Job(
                 lambda: engine.decode(embedding, request),
                 done=lambda result: self._on_decoded(engine, request, result),
