@@ -221,7 +221,6 @@ def find_in_stack(session, workspace, settings: dict, index: tuple, *, existing=
     generator = generator_for(session.engine, settings, workspace.embeddings)
     n = len(stack)
     proposals = Proposals(generator, index, np.asarray(stack.stack[0]).shape[:2], n_slices=n, existing=existing)
-    proposals.cancelled = False
     for z in range(n):
         plane = np.asarray(stack.stack[z])
         if should_cancel is not None and should_cancel():
