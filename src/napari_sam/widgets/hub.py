@@ -13,6 +13,7 @@ from __future__ import annotations
 import weakref
 
 from napari.utils.notifications import show_error, show_info, show_warning
+from psygnal import Signal
 from qtpy.QtCore import QCoreApplication
 
 from ..session import Job, Lane, Workspace, shared_workspace
@@ -36,6 +37,10 @@ def hub_for(viewer, workspace: Workspace | None = None) -> "SessionHub":
 
 
 class SessionHub:
+    # A series dock opened an image of its series (the image layer): docks that start work on a
+    # new image (automatic proposals in semi-automatic mode) listen here, not to every layer added.
+    series_image_opened = Signal(object)
+
     def __init__(self, viewer, workspace: Workspace) -> None:
         self.viewer = viewer
         self.workspace = workspace
