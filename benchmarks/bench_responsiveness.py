@@ -257,7 +257,7 @@ def main(argv=None):
     parser.add_argument("--slices", type=int, default=16, help="slices of the test stack (at least 12)")
     parser.add_argument("--clicks", type=int, default=10)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"])
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from .cpu_info import PRECISION_FLAGS, cpu_model_and_flags
+
 logger = logging.getLogger(__name__)
 
 #: What each precision may be picked for: its quality against float32 passed
@@ -53,8 +55,6 @@ INT8_OVER_BF16 = 1.15
 
 _CACHE_FILE = "machine_speed.json"
 _CACHE_VERSION = 1
-# Flags that change which kernels PyTorch runs.
-_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "asimd")
 # Environment variables that limit the instruction sets PyTorch and oneDNN use.
 _ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
 
@@ -67,21 +67,9 @@ class PrecisionChoice:
 
 def machine_key() -> str:
     """Which machine a speed measurement belongs to: CPU model, relevant flags, PyTorch, ISA limits."""
-    model, flags = "unknown CPU", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() in ("model name", "Model") and model == "unknown CPU":
-                    model = value.strip()
-                elif key.strip() in ("flags", "Features") and not flags:
-                    flags = set(value.split())
-    except OSError:
-        import platform
-
-        model = platform.processor() or platform.machine() or model
+    model, flags = cpu_model_and_flags()
     limits = [f"{v}={os.environ[v]}" for v in _ISA_LIMITS if os.environ.get(v)]
-    parts = [model, " ".join(f for f in _FLAGS if f in flags), f"torch {torch.__version__}", *limits]
+    parts = [model, " ".join(f for f in PRECISION_FLAGS if f in flags), f"torch {torch.__version__}", *limits]
     return " | ".join(parts)
 
 
