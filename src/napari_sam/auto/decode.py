@@ -26,10 +26,14 @@ import torch
 import torch.nn.functional as F
 
 from ..model.postprocess import upscale_logits
-from . import rle
+from . import rle, windows
 
 #: Float32 bytes of full-resolution logits upsampled at once (bounds the memory of step 3).
 CHUNK_BYTES = 16 * 2**20  # 4 masks of 1024 x 1024: faster than 16 at once (caches), 2-core CPU
+#: A mask is finished on the window around it when that is at most this share of the plane: one
+#: window at a time costs more per pixel than whole planes in batches (random-weight masks spanning the
+#: plane: 1.2x slower on windows), and compact objects gain most with about half (bench_auto_windows.py).
+WINDOW_SHARE = 0.5
 #: Logits above this are the object (SAM's mask_threshold).
 MASK_THRESHOLD = 0.0
 #: Boxes within this many pixels of a crop's edge are cut off by it (Segment Anything's value).
@@ -96,41 +100,68 @@ def decode_crop(predictor, grid: np.ndarray, crop_box, layer: int, image_hw, *, 
         if iou_floor > 0.0:
             keep = (iou > iou_floor).numpy()
             low_res, iou, point_of = low_res[keep], iou[keep], point_of[keep]
-        # 3.-6. a few masks at a time
-        per_chunk = max(1, CHUNK_BYTES // (4 * max(crop_hw[0] * crop_hw[1], int(np.prod(emb.input_size)))))
-        for c in range(0, len(iou), per_chunk):
-            _finish_chunk(out, predictor, emb, low_res[c : c + per_chunk], iou[c : c + per_chunk],
-                          point_of[c : c + per_chunk], crop_box, stability_offset, stability_floor)
+        # 3.-6. each mask on the window around it where that is exact and pays, else a few at a time
+        _finish(out, predictor, emb, low_res, iou, point_of, crop_box, stability_offset, stability_floor)
         if on_batch is not None:
             on_batch()
     return out
 
 
+def _finish(out, predictor, emb, low_res, iou, points, crop_box, offset, stability_floor) -> None:
+    side = predictor.model.image_size
+    plane = int(np.prod(emb.original_size))
+    small = np.zeros(len(iou), bool)
+    wins = [None] * len(iou)
+    if windows.applies(low_res, side, emb.input_size, emb.original_size):
+        wins = windows.windows_of(low_res, side, emb.input_size, min(MASK_THRESHOLD - offset, MASK_THRESHOLD))
+        small = np.array([windows.window_pixels(w, side, low_res.shape[-1]) <= plane * WINDOW_SHARE for w in wins])
+    stability = np.full(len(iou), np.nan, np.float32)
+    boxes = np.zeros((len(iou), 4), np.int64)
+    rles: list = [None] * len(iou)
+    x0, y0 = crop_box[0], crop_box[1]
+    for i in np.flatnonzero(small):
+        stability[i], window, boxes[i] = windows.finish_one(low_res[i], wins[i], side, emb.input_size,
+                                                            MASK_THRESHOLD, offset)
+        if not stability_floor > 0.0 or stability[i] >= stability_floor:
+            rles[i] = windows.encode_window(window, out.image_hw, (y0, x0))
+    large = np.flatnonzero(~small)
+    per_chunk = max(1, CHUNK_BYTES // (4 * max(plane, int(np.prod(emb.input_size)))))
+    for c in range(0, len(large), per_chunk):
+        _finish_whole_planes(out, predictor, emb, low_res, large[c : c + per_chunk], crop_box, offset,
+                             stability_floor, stability, boxes, rles)
+    # the stability floor, and the crop-edge rule
+    keep = np.array([r is not None for r in rles], bool)
+    boxes += np.array([[x0, y0, x0, y0]])
+    keep &= ~near_crop_edge(torch.from_numpy(boxes), crop_box, out.image_hw).numpy()
+    out.add(iou.numpy().astype(np.float32)[keep], stability[keep], boxes[keep], points[keep] + np.array([[x0, y0]]),
+            [r for r, k in zip(rles, keep) if k])
+
+
 @torch.inference_mode()
-def _finish_chunk(out, predictor, emb, low_res, iou, points, crop_box, offset, stability_floor) -> None:
-    logits = upscale_logits(low_res[:, None], predictor.model.image_size, emb.input_size, emb.original_size)[:, 0]
+def _finish_whole_planes(out, predictor, emb, low_res, which, crop_box, offset, stability_floor,
+                         stability, boxes, rles) -> None:
+    """Masks ``which`` on whole planes: fill in their stability, box (in the crop) and run lengths (None: dropped)."""
+    logits = upscale_logits(low_res[which][:, None], predictor.model.image_size, emb.input_size,
+                            emb.original_size)[:, 0]
     # 4. stability: IoU of the masks thresholded at +offset and -offset (one contains the other)
     threshold = MASK_THRESHOLD
     inner = (logits > threshold + offset).sum(-1, dtype=torch.int16).sum(-1, dtype=torch.int32)
     outer = (logits > threshold - offset).sum(-1, dtype=torch.int16).sum(-1, dtype=torch.int32)
-    stability = inner / outer
+    stability[which] = (inner / outer).numpy()
     if stability_floor > 0.0:
-        keep = stability >= stability_floor
-        logits, iou, stability, points = logits[keep], iou[keep], stability[keep], points[keep.numpy()]
-    # 5. masks, boxes, and the crop-edge rule
+        passed = stability[which] >= stability_floor
+        logits, which = logits[torch.from_numpy(passed)], which[passed]
+    # 5. masks and boxes
     masks = logits > threshold
     del logits
-    boxes = inclusive_boxes(masks)
-    x0, y0 = crop_box[0], crop_box[1]
-    boxes = boxes + torch.tensor([[x0, y0, x0, y0]])
-    H, W = out.image_hw
-    keep = ~near_crop_edge(boxes, crop_box, (H, W))
-    masks, boxes, iou, stability, points = masks[keep], boxes[keep], iou[keep], stability[keep], points[keep.numpy()]
+    boxes[which] = inclusive_boxes(masks).numpy()
     # 6. run lengths in the image's frame
+    H, W = out.image_hw
     if list(crop_box) != [0, 0, W, H]:
+        x0, y0 = crop_box[0], crop_box[1]
         masks = F.pad(masks, (x0, W - crop_box[2], y0, H - crop_box[3]), value=False)
-    out.add(iou.numpy().astype(np.float32), stability.numpy().astype(np.float32), boxes.numpy().astype(np.int64),
-            points + np.array([[x0, y0]]), rle.encode(masks))
+    for i, counts in zip(which, rle.encode(masks)):
+        rles[i] = counts
 
 
 def inclusive_boxes(masks: torch.Tensor) -> torch.Tensor:
