@@ -156,3 +156,13 @@ def test_closing_napari_s_window_saves_the_labels(make_napari_viewer, folder, qt
     paint(dock, 8)
     viewer.close()
     assert tifffile.imread(folder / "labels" / "cells1.tif").max() == 8
+
+
+def test_page_down_and_page_up_move_through_the_series(make_dock, folder):
+    viewer, dock = make_dock()
+    dock.open_folder(folder)
+    handler = viewer.window._qt_viewer._key_map_handler  # what napari's canvas feeds key presses to
+    for key, expected in [("PageDown", 1), ("PageDown", 2), ("PageDown", 2), ("PageUp", 1)]:
+        handler.press_key(key)
+        handler.release_key(key)
+        assert dock.index == expected, key

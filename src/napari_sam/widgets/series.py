@@ -1,9 +1,9 @@
 """The "SAM Series" dock: annotate a folder of images one after the other, labels saved as you go.
 
 A view of :class:`napari_sam.series.ImageSeries`: Open folder… lists the
-images, Previous / Next (or a click in the list) shows one as an image layer
-(replacing the previous one and its SAM layers) with its saved labels in
-"SAM labels", and the dock resumes where the user stopped last time. Labels
+images; Previous / Next (keys Page Up / Page Down, or a click in the list)
+shows one as an image layer (replacing the previous one and its SAM layers)
+with its saved labels in "SAM labels". It resumes where the user stopped. Labels
 are saved by an :class:`~napari_sam.series.Autosaver` driven by a QTimer:
 1.5 s after the last edit, and always before another image is shown, when
 the dock or napari's window closes, or when napari quits. A failed save
@@ -12,7 +12,6 @@ keeps the image on screen (switching would drop the unsaved labels).
 
 from __future__ import annotations
 
-import gc
 import zlib
 from pathlib import Path
 
@@ -23,9 +22,9 @@ from qtpy.QtWidgets import QCheckBox, QFileDialog, QHBoxLayout, QLabel, QListWid
 
 from ..series import Autosaver, ImageSeries
 from ..session import Status
-from . import layers as L
 from .events import disconnect_quietly
 from .hub import hub_for
+from .removal import remove_with_its_layers
 from .status import StatusLine, scrolling_body
 
 AUTOSAVE_DELAY_S = 1.5
@@ -52,6 +51,13 @@ class SeriesWidget(QWidget):
         self._timer.timeout.connect(self._tick)
         self._build_ui()
         napari_viewer.layers.events.removed.connect(self._on_layer_removed)
+        # Keys napari leaves free, on the viewer: they work whichever layer is selected (unless it binds them).
+        self._keys = {"PageDown": lambda *_: self.step(1), "PageUp": lambda *_: self.step(-1)}
+        for key, func in self._keys.items():
+            try:
+                napari_viewer.bind_key(key, func, overwrite=True)
+            except (TypeError, ValueError):  # older napari: no overwrite argument
+                napari_viewer.bind_key(key, func)
         app = QCoreApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)
@@ -66,8 +72,10 @@ class SeriesWidget(QWidget):
         self.image_list.setToolTip("Click an image to show it; \u2713 marks those done")
         self.image_list.itemClicked.connect(lambda item: self.go(self.image_list.row(item)))
         self.previous_button = QPushButton("Previous")
+        self.previous_button.setToolTip("Save and show the previous image (key Page Up)")
         self.previous_button.clicked.connect(lambda: self.step(-1))
         self.next_button = QPushButton("Next")
+        self.next_button.setToolTip("Save and show the next image (key Page Down)")
         self.next_button.clicked.connect(lambda: self.step(1))
         buttons = QHBoxLayout()
         buttons.addWidget(self.previous_button)
@@ -145,7 +153,7 @@ class SeriesWidget(QWidget):
         except OSError as err:  # only the resume point is lost: the labels are saved on their own
             self._fail(f"where you stopped could not be saved ({err}); the labels are saved as usual")
         if not series.read_only:
-            self.saver = Autosaver(self._save, AUTOSAVE_DELAY_S, on_error=self._on_save_error,
+            self.saver = Autosaver(self._save, AUTOSAVE_DELAY_S, on_error=lambda err: self._fail(str(err)),
                                    fingerprint=self._fingerprint)
             self._timer.start()
         self._update()
@@ -174,9 +182,6 @@ class SeriesWidget(QWidget):
             show_warning(f"SAM Series: {saved.message}")
             self.status.show_status(Status(saved.message, "warning"))
 
-    def _on_save_error(self, err: Exception) -> None:
-        self._fail(str(err))
-
     def flush(self) -> bool:
         """Save the labels shown now if they changed; True when nothing is left unsaved."""
         return self.saver is None or self.saver.flush()
@@ -196,19 +201,8 @@ class SeriesWidget(QWidget):
             disconnect_quietly(self.labels.events.paint, self._on_edit)
             disconnect_quietly(self.labels.events.data, self._on_edit)
             self.labels = None
-        if old is None:
-            return
-        ours = [lyr for lyr in self.viewer.layers if L.is_ours(lyr) and L._role(lyr).get("image") == old.name]
-        # napari runs a full garbage collection for every layer removed (0.3 s each once napari is loaded):
-        # seven layers made Next take seconds. Frozen objects are skipped by those; one collection follows.
-        gc.freeze()
-        try:
-            for layer in [old, *ours]:
-                if layer in self.viewer.layers:
-                    self.viewer.layers.remove(layer)
-        finally:
-            gc.unfreeze()
-        gc.collect()
+        if old is not None:
+            remove_with_its_layers(self.viewer, old)
 
     def _on_layer_removed(self, event) -> None:
         """The user removed the series image or its labels: save what they held, then let them go."""
@@ -285,6 +279,11 @@ class SeriesWidget(QWidget):
         self.flush()
         self._close_series(clear_list=False)  # napari may have deleted the dock's Qt widgets already
         disconnect_quietly(self.viewer.layers.events.removed, self._on_layer_removed)
+        for key in self._keys:
+            try:
+                self.viewer.bind_key(key, None)
+            except (TypeError, ValueError, KeyError):
+                pass
         app = QCoreApplication.instance()
         if app is not None:
             disconnect_quietly(app.aboutToQuit, self.shutdown)
