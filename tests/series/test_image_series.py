@@ -234,3 +234,11 @@ def test_train_reads_a_series_whose_images_lie_in_the_folder_itself(series_dir):
     with pytest.warns(UserWarning, match="no objects"):
         source = FolderSource(series_dir)
     assert sorted(e.image.name for e in source.entries) == ["img1.tiff", "img10.tif"]
+
+
+def test_the_series_engine_imports_no_gui_toolkit():
+    from test_imports import is_gui_module, modules_loaded_by
+
+    loaded = modules_loaded_by("import napari_sam.series")
+    assert "napari_sam.series" in loaded and [m for m in loaded if is_gui_module(m)] == []
+    assert "torch" not in loaded  # opening a folder of images needs no model
