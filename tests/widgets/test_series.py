@@ -160,3 +160,14 @@ def test_page_down_and_page_up_move_through_the_series(make_dock, folder):
         handler.press_key(key)
         handler.release_key(key)
         assert dock.index == expected, key
+
+
+def test_a_labels_layer_the_user_made_before_is_kept_not_filled(make_dock, folder, messages):
+    viewer, dock = make_dock()
+    before = np.zeros((30, 30), np.uint32)
+    before[5:9, 5:9] = 3
+    viewer.add_labels(before.copy(), name="SAM labels")  # drawn before the series was opened
+    dock.open_folder(folder)
+    np.testing.assert_array_equal(viewer.layers["SAM labels (kept)"].data, before)
+    assert dock.labels is viewer.layers["SAM labels"] and not dock.labels.data.any()
+    assert "kept as 'SAM labels (kept)'" in messages["warning"][0]

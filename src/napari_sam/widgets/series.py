@@ -24,7 +24,7 @@ from ..series import Autosaver, ImageSeries
 from ..session import Status
 from .events import disconnect_quietly
 from .hub import hub_for
-from .removal import remove_with_its_layers
+from .series_layers import keep_users_labels, remove_with_its_layers
 from .status import StatusLine, scrolling_body
 
 AUTOSAVE_DELAY_S = 1.5
@@ -140,6 +140,8 @@ class SeriesWidget(QWidget):
             self._update()
             return False
         self._remove_layers()
+        for kept in keep_users_labels(self.viewer):
+            show_warning(f"SAM Series: your earlier labels layer is kept as {kept!r}; the series uses its own.")
         name, spatial = series.names[i], series.labels_shape(i)
         self.layer = self.viewer.add_image(image, name=name, rgb=image.ndim > len(spatial), scale=series.image_scale(i))
         link = self.hub.link_for(self.layer)
