@@ -116,7 +116,8 @@ def labels_problem(labels_path: Path, expected: tuple[int, ...]) -> str | None:
     try:
         shape, kind = tiff_shape(labels_path)
     except ValueError as err:
-        return f"its labels file labels/{labels_path.name} cannot be read ({err}); fix or move it, then open the series again"
+        return (f"its labels file labels/{labels_path.name} cannot be read ({err}); "
+                "fix or move it, then open the series again")
     if kind not in "uib":
         return f"its labels file labels/{labels_path.name} is not an integer label image; fix or move it"
     if len(shape) == len(expected) + 1 and shape[-1] == 1:

@@ -126,7 +126,7 @@ class ImageSeries:
                 raise ValueError(f"no image named {i!r} in this series")
             i = self.names.index(i)
         if not 0 <= int(i) < len(self._images):
-            raise ValueError(f"image {i} is out of range: this series has {len(self._images)} images (0-{len(self) - 1})")
+            raise ValueError(f"image {i} is out of range: this series has {len(self)} images (0-{len(self) - 1})")
         return self._images[int(i)]
 
     def index(self, i) -> int:
@@ -257,9 +257,9 @@ class ImageSeries:
                                      "last saved version and your labels are still in napari: free space (or fix the "
                                      "folder) and they are saved at the next change") from err
         if conflict is not None:
-            return Saved(conflict, True, f"labels/{target.name} was changed outside napari since it was opened: it was "
-                                         f"kept, and your labels were saved as labels/{conflict.name}. Reopen the image "
-                                         "to work on the changed file, or replace it with yours")
+            return Saved(conflict, True, f"labels/{target.name} was changed outside napari since it was opened: "
+                                         f"it was kept, and your labels were saved as labels/{conflict.name}. "
+                                         "Reopen the image to work on the changed file, or replace it with yours")
         self._seen[image.name] = (_signature(target), _digest(target))
         return Saved(target)
 
