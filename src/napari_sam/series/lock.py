@@ -29,7 +29,11 @@ class LockHolder:
     host: str
     since: str
 
+    here: bool = False  # held by another window of this very process
+
     def describe(self) -> str:
+        if self.here:
+            return f"another window of this napari (process {self.pid})"
         return f"napari process {self.pid} on {self.host} (since {self.since})"
 
 
@@ -67,7 +71,7 @@ class SeriesLock:
         me = LockHolder(os.getpid(), socket.gethostname(), time.strftime("%Y-%m-%d %H:%M:%S"))
         for _attempt in range(5):
             if self.key in _held_here:
-                self.holder = LockHolder(me.pid, me.host, "another window of this napari")
+                self.holder = LockHolder(me.pid, me.host, me.since, here=True)
                 return False
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
