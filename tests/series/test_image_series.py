@@ -193,7 +193,8 @@ def test_a_second_window_opens_read_only_and_names_the_first(series_dir):
     second = ImageSeries(series_dir)  # the same process: a second napari window
     assert not first.read_only and second.read_only
     assert "another window" in second.read_only_reason
-    with pytest.raises(PermissionError, match=r"not saved: this series is open in another window of this napari \(process \d+\)"):
+    held_here = r"not saved: this series is open in another window of this napari \(process \d+\)"
+    with pytest.raises(PermissionError, match=held_here):
         second.save_labels(0, blob((24, 32)))
     second.go(2)  # a read-only window does not move the first one's place
     first.close()

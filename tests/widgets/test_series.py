@@ -66,13 +66,20 @@ def test_open_next_previous_and_labels_follow_their_image(make_dock, folder, mes
     assert (folder / "cells1.tif").stat().st_size > 0 and messages["error"] == []
 
 
-def test_labels_are_saved_a_moment_after_an_edit(make_dock, folder, qtbot):
+def test_labels_are_saved_a_moment_after_an_edit(make_dock, folder, qtbot, messages):
     _, dock = make_dock()
     dock.open_folder(folder)
     paint(dock, 2)
     target = folder / "labels" / "cells1.tif"
     qtbot.waitUntil(target.exists, timeout=10000)  # by the dock's own timer: no switch, no close
     assert tifffile.imread(target).max() == 2 and not dock.saver.dirty
+    # Another program rewrites the file while the image is open: it is kept, ours go beside it.
+    tifffile.imwrite(target, np.full((30, 30), 7, np.uint16))
+    paint(dock, 3)
+    assert dock.flush()
+    assert "changed outside napari" in messages["warning"][-1] and tifffile.imread(target).min() == 7
+    (copy,) = target.parent.glob("cells1.conflict-*.tif")
+    assert tifffile.imread(copy).max() == 3
 
 
 def test_an_undo_sends_no_paint_event_but_is_saved_on_switching(make_dock, folder):
