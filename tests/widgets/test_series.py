@@ -178,3 +178,15 @@ def test_a_labels_layer_the_user_made_before_is_kept_not_filled(make_dock, folde
     np.testing.assert_array_equal(viewer.layers["SAM labels (kept)"].data, before)
     assert dock.labels is viewer.layers["SAM labels"] and not dock.labels.data.any()
     assert "kept as 'SAM labels (kept)'" in messages["warning"][0]
+
+
+def test_the_annotator_follows_the_series_image(make_dock, folder):
+    from napari_sam.widgets.annotator import AnnotatorWidget
+
+    viewer, dock = make_dock()
+    annotator = AnnotatorWidget(viewer, autoload=False)
+    dock.open_folder(folder)
+    paint(dock, 2)
+    assert dock.step(1)
+    assert annotator.link is dock.hub.existing(dock.layer) and annotator.link.labels is dock.labels
+    assert (tifffile.imread(folder / "labels" / "cells1.tif") == 2).any()
