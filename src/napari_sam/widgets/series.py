@@ -48,7 +48,7 @@ class SeriesWidget(QWidget):
         self._watched_window = None
         self._timer = QTimer()
         self._timer.setInterval(250)  # cheap: a tick only looks at the clock unless a save is due
-        self._timer.timeout.connect(self._tick)
+        self._timer.timeout.connect(lambda: self.saver is not None and self.saver.tick())
         self._build_ui()
         napari_viewer.layers.events.removed.connect(self._on_layer_removed)
         # Keys napari leaves free, on the viewer: they work whichever layer is selected (unless it binds them).
@@ -172,17 +172,14 @@ class SeriesWidget(QWidget):
         if self.saver is not None:
             self.saver.changed()
 
-    def _tick(self) -> None:
-        if self.saver is not None:
-            self.saver.tick()
-
     def _save(self) -> None:
         labels = self.labels
         saved = self.series.save_labels(self.index, np.asarray(labels.data), scale=tuple(labels.scale),
                                         translate=tuple(labels.translate))
         if saved.conflict:
             show_warning(f"SAM Series: {saved.message}")
-            self.status.show_status(Status(saved.message, "warning"))
+            if not self._closed:
+                self.status.show_status(Status(saved.message, "warning"))
 
     def flush(self) -> bool:
         """Save the labels shown now if they changed; True when nothing is left unsaved."""
@@ -242,7 +239,8 @@ class SeriesWidget(QWidget):
 
     def _fail(self, text: str) -> None:
         show_error(f"SAM Series: {text}")
-        self.status.show_status(Status(text, "error"))
+        if not self._closed:  # at napari's quit the dock's Qt widgets may be gone: the notification is enough
+            self.status.show_status(Status(text, "error"))
 
     # ------------------------------------------------------------------ close
     def is_idle(self) -> bool:
@@ -276,7 +274,7 @@ class SeriesWidget(QWidget):
         """Save the labels shown and let another window write to the series."""
         if self._closed:
             return
-        self._closed = True
+        self._closed = True  # from here on, messages go to napari's notifications only
         self._timer.stop()
         self.flush()
         self._close_series(clear_list=False)  # napari may have deleted the dock's Qt widgets already
