@@ -7,7 +7,8 @@ Two sources:
   Every draw is fixed by (seed, step, slot), so an interrupted run resumes
   on the very same data.
 * a folder laid out as ``DIR/images/NAME.tif`` with ``DIR/labels/NAME.tif``
-  (same file name, any of .tif/.tiff). A label image is an integer image of
+  (same file name, any of .tif/.tiff), or an image series (``napari_sam.series``)
+  whose images lie in ``DIR`` itself, beside ``DIR/labels/``. A label image is an integer image of
   the same height and width as its image: 0 background, 1..N objects. 3D
   stacks (Z, Y, X) with labels of the same shape are used plane by plane.
 
@@ -138,8 +139,24 @@ class _Entry:
     plane: int | None  # index into a 3D stack, None for a 2D image
 
 
+def image_and_label_folders(root: Path) -> tuple[Path, Path]:
+    """``(DIR/images, DIR/labels)``, or ``(DIR, DIR/labels)`` for an image series (images in DIR itself)."""
+    labels_dir = root / "labels"
+    if (root / "images").is_dir() and labels_dir.is_dir():
+        return root / "images", labels_dir
+    if labels_dir.is_dir() and not (root / "images").exists() and any(
+        p.suffix.lower() in TIFF_SUFFIXES for p in root.iterdir() if p.is_file()
+    ):
+        return root, labels_dir  # the layout of napari_sam.series: images beside their labels/ folder
+    raise ValueError(
+        f"{root} must contain two folders, images/ and labels/, holding TIFF files with matching names "
+        "(images/cell01.tif with labels/cell01.tif), or be an image series: TIFF images in the folder itself "
+        "with their labels in labels/ (cell01.tif with labels/cell01.tif)"
+    )
+
+
 class FolderSource:
-    """Image/label TIFF pairs from ``DIR/images`` and ``DIR/labels``, matched by file name."""
+    """Image/label TIFF pairs from ``DIR/images`` (or ``DIR``) and ``DIR/labels``, matched by file name."""
 
     def __init__(self, root) -> None:
         import tifffile  # noqa: F401  (fail early with the import error if missing)
@@ -148,12 +165,7 @@ class FolderSource:
         self.root = root
         if not root.is_dir():
             raise ValueError(f"training data folder {root} does not exist (or is not a folder)")
-        images_dir, labels_dir = root / "images", root / "labels"
-        if not images_dir.is_dir() or not labels_dir.is_dir():
-            raise ValueError(
-                f"{root} must contain two folders, images/ and labels/, holding TIFF files with matching names "
-                "(images/cell01.tif with labels/cell01.tif)"
-            )
+        images_dir, labels_dir = image_and_label_folders(root)
         labels_by_stem = {p.stem: p for p in sorted(labels_dir.iterdir()) if p.suffix.lower() in TIFF_SUFFIXES}
         pairs = [
             (p, labels_by_stem[p.stem])
