@@ -30,6 +30,12 @@ def image_folder(series) -> Path:
     return series / "images" if (series / "images").is_dir() else series
 
 
+def series_of_image(path) -> Path:
+    """The series folder of one of its image files: ``DIR/images/x.tif`` or ``DIR/x.tif`` -> DIR."""
+    parent = Path(path).parent
+    return parent.parent if parent.name == "images" else parent
+
+
 def count_labelled_objects(series) -> dict[str, int]:
     """Objects per labelled image of the series folder (images without labels, or empty ones, left out).
 
