@@ -243,3 +243,11 @@ def test_a_real_two_step_run_is_registered(series):
     from napari_sam.model.zoo import load_model
 
     assert load_model(out).config == load_model("demo").config
+
+
+def test_finetune_imports_no_gui_toolkit():
+    from test_imports import is_gui_module, modules_loaded_by
+
+    loaded = modules_loaded_by("import napari_sam.finetune, napari_sam.finetune.child")
+    assert "napari_sam.finetune" in loaded
+    assert [m for m in loaded if is_gui_module(m)] == []

@@ -10,8 +10,9 @@ Steps of a run:
    pick the next versioned name, ``DIR/models/<base>-ft<N>.pt``;
 2. start ``train`` writing that file (it writes atomically, at the end only)
    and read its progress lines (step, loss, time left) and its last errors;
-3. with a time budget, stop it when the minutes are used up (``train`` saves
-   its state at the step reached) and let ``train`` write the model from there;
+3. with a time budget, stop it when the minutes of training are used up
+   (``train`` saves its state at the step reached) and let ``train`` write the
+   model from there (a second run with ``--steps`` = that step);
 4. register the model (its record beside it) only when the process exited 0,
    the file loads and, with held-out images, the report is there.
 
@@ -164,6 +165,10 @@ class FineTuneJob:
 
     def _on_stdout(self, line: str) -> None:
         step = lines.parse_step(line)
+        if self._training_since is None and (step is not None or line.startswith("training ")):
+            self._training_since = time.monotonic()  # the time budget counts training, not loading or evaluating
+        if line.startswith("saved "):
+            self._model_written = True
         if step is None:
             if line.strip():
                 self._update(line=line.strip())
@@ -201,6 +206,8 @@ class FineTuneJob:
             self._finished.set()
 
     _budget_stopped = False
+    _training_since: float | None = None
+    _model_written = False  # train said "saved ...": too late to stop for the budget (it evaluates after)
 
     def _wait_for(self, proc: subprocess.Popen) -> int:
         """Wait for ``proc``; kill it after a grace once cancelled; stop it when the time budget is spent."""
@@ -212,7 +219,9 @@ class FineTuneJob:
             except subprocess.TimeoutExpired:
                 pass
             now = time.monotonic()
-            over = self.minutes is not None and now - self._t0 > self.minutes * 60
+            since = self._training_since
+            over = (self.minutes is not None and since is not None and now - since > self.minutes * 60
+                    and not self._model_written)
             if over and not self._budget_stopped and not self._cancelled.is_set():
                 self._budget_stopped = True
                 self._update(line=f"the time budget of {self.minutes:g} min is used up: stopping at this step")

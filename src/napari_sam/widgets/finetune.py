@@ -83,7 +83,7 @@ class FineTuneWidget(QWidget):
         form.addRow("Series", row)
         self.steps_spin = _number(QSpinBox(), 1, 100000, 300, "Training steps (4 images each).")
         form.addRow("Steps", self.steps_spin)
-        self.minutes_spin = _number(QDoubleSpinBox(), 0, 24 * 60, 10, "At most this many minutes: training then stops "
+        self.minutes_spin = _number(QDoubleSpinBox(), 0, 24 * 60, 10, "At most this many minutes of training: it then stops "
                                     "and keeps the step reached (0: no limit).", step=1)
         self.minutes_spin.setSpecialValueText("no limit")
         form.addRow("Minutes", self.minutes_spin)
