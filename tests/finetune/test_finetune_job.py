@@ -251,3 +251,27 @@ def test_finetune_imports_no_gui_toolkit():
     loaded = modules_loaded_by("import napari_sam.finetune, napari_sam.finetune.child")
     assert "napari_sam.finetune" in loaded
     assert [m for m in loaded if is_gui_module(m)] == []
+
+
+def test_a_real_cancel_removes_the_state_train_saved(series):
+    # --save-every 1: train has saved a resumable state (.partial) when Cancel comes, and saves one more on SIGTERM
+    job = FineTuneJob(series, "demo", steps=1000, device="cpu",
+                      extra_args=("--batch-size", "1", "--objects", "2", "--log-every", "1", "--save-every", "1"))
+    job.start()
+    deadline = time.monotonic() + 90
+    while job.state().step < 1 and time.monotonic() < deadline and not job.wait(0.05):
+        pass
+    assert job.state().step >= 1, job.state()
+    job.cancel()
+    assert job.wait(J.CANCEL_GRACE_S + 10)
+    assert job.state().phase == "cancelled"
+    assert leftovers(series / "models") == []
+
+
+def test_a_real_error_of_train_is_the_message(series):
+    job = FineTuneJob(series, "demo", steps=2, device="cpu", extra_args=("--lr", "-1"))
+    job.start()
+    assert job.wait(60)
+    state = job.state()
+    assert state.phase == "failed" and state.error == "--lr must be a positive number, got -1.0"
+    assert leftovers(series / "models") == []
