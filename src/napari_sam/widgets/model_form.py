@@ -122,7 +122,10 @@ class ModelRows:
         paths = [str(p) for p in paths]
         cls._shared.extend(p for p in paths if p not in cls._shared)
         for rows in list(cls._all):
-            rows.add_choices(paths)
+            try:
+                rows.add_choices(paths)
+            except RuntimeError:  # its dock was closed and Qt deleted the combo box
+                cls._all.discard(rows)
 
     def spec(self) -> EngineSpec:
         return EngineSpec(self.model_combo.currentText(), self.device_combo.currentText(),
