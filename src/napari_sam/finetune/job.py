@@ -207,6 +207,7 @@ class FineTuneJob:
 
     _budget_stopped = False
     _training_since: float | None = None
+    _steps_done: int | None = None  # where a time budget stopped training
     _model_written = False  # train said "saved ...": too late to stop for the budget (it evaluates after)
 
     def _wait_for(self, proc: subprocess.Popen) -> int:
@@ -254,6 +255,7 @@ class FineTuneJob:
         if found[-1] < 1:
             self._stderr.append("the time budget ended before the first training step; give more minutes")
             return rc or 1
+        self._steps_done = found[-1]
         self._update(phase="finishing", line=f"time budget used up at step {found[-1]}: writing the model")
         self._proc = self._spawn(found[-1])
         return self._wait_for(self._proc)
@@ -279,7 +281,7 @@ class FineTuneJob:
                 raise RuntimeError(f"the held-out report of {out.name} has no scores after training")
         record = ModelRecord(
             path=str(out), base_model=self.base_model, data=str(self.series),
-            steps=int((report or {}).get("steps") or self.state().step or self.steps),
+            steps=int((report or {}).get("steps") or self._steps_done or self.steps),
             date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             minutes=round((time.monotonic() - self._t0) / 60, 2), held_out=self.held_out, device=self.device,
             report=report,
