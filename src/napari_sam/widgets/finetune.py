@@ -14,8 +14,8 @@ from pathlib import Path
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
-    QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QProgressBar, QPushButton, QSpinBox,
-    QTableWidget, QTableWidgetItem, QWidget,
+    QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QHeaderView, QLineEdit, QProgressBar, QPushButton,
+    QSizePolicy, QSpinBox, QTableWidget, QTableWidgetItem, QWidget,
 )
 
 from ..finetune import FineTuneJob, list_models, series_of_image
@@ -113,6 +113,9 @@ class FineTuneWidget(QWidget):
         self.table.setVerticalHeaderLabels([label for _, label, _ in SCORES])
         for r, (_, _, tip) in enumerate(SCORES):
             self.table.verticalHeaderItem(r).setToolTip(tip)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)  # never widens the dock
         self.table.setMaximumHeight(self.table.verticalHeader().length() + self.table.horizontalHeader().height() + 6)
         form.addRow(self.table)
         self.use_button = QPushButton("Use the new model")
@@ -222,16 +225,14 @@ class FineTuneWidget(QWidget):
             self.status.show_status("Cancelling …")
 
     def _poll(self) -> None:
-        job = self.job
-        if job is None:
-            self._poll_timer.stop()
-            return
+        job = self.job  # set before the timer starts
         state = job.state()
         if state.total:
-            left = "" if state.seconds_left is None else f"  ·  {int(state.seconds_left) // 60}:{int(state.seconds_left) % 60:02d} left"
+            left = "" if state.seconds_left is None else f" · {int(state.seconds_left) // 60}:{int(state.seconds_left) % 60:02d} left"
             self.progress_bar.setRange(0, state.total)
             self.progress_bar.setValue(state.step)
-            self.progress_bar.setFormat(f"step {state.step}/{state.total}  ·  loss {state.loss:.3f}{left}")
+            self.progress_bar.setFormat(f"{state.step}/{state.total} · loss {state.loss:.2f}{left}")
+            self.progress_bar.setToolTip(f"Training step {state.step} of {state.total}, loss {state.loss:.4f}{left}")
         if state.line and not state.finished:
             self.status.show_status(state.line)
         if state.finished and job.wait(0):

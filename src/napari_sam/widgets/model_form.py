@@ -67,6 +67,9 @@ class ModelRows:
         self.session = None
         self.model_combo = QComboBox()
         self.model_combo.addItems(zoo_names() + [BROWSE])
+        # Checkpoint paths are long: the combo elides them instead of widening the dock.
+        self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model_combo.setMinimumContentsLength(12)
         ModelRows._all.add(self)
         self.add_choices(ModelRows._shared)
         self.model_combo.setCurrentText(DEFAULT_MODEL)
