@@ -46,6 +46,10 @@ BUDGET_GRACE_S = 120.0  # at the end of a time budget that state is needed: give
 _STOPPED_AT = re.compile(r"after step (\d+)")
 
 
+class NotRegistered(Exception):
+    """The process ended well, but its model cannot be registered (missing, unreadable, no report)."""
+
+
 @dataclass
 class JobState:
     """What the dock shows; a copy, safe to read in any thread."""
@@ -198,6 +202,9 @@ class FineTuneJob:
                 self._update(phase="failed", error=lines.error_message(list(self._stderr), rc))
             else:
                 self._register()
+        except NotRegistered as err:
+            self._clean_up()
+            self._update(phase="failed", error=str(err))
         except Exception as err:  # never leave the dock waiting on a job that died here
             self._clean_up()
             self._update(phase="failed", error=f"{type(err).__name__}: {err}")
@@ -255,6 +262,8 @@ class FineTuneJob:
         if found[-1] < 1:
             self._stderr.append("the time budget ended before the first training step; give more minutes")
             return rc or 1
+        if self._cancelled.is_set():  # Cancel came while the first process ended
+            return rc
         self._steps_done = found[-1]
         self._update(phase="finishing", line=f"time budget used up at step {found[-1]}: writing the model")
         self._proc = self._spawn(found[-1])
@@ -263,22 +272,22 @@ class FineTuneJob:
     def _register(self) -> None:
         out = self.out
         if not out.is_file():
-            raise RuntimeError(f"the training process ended without writing {out}")
+            raise NotRegistered(f"the training process ended without writing {out}")
         self._update(phase="finishing", line=f"checking {out.name}")
         from napari_sam.model.zoo import load_model
 
         try:
             load_model(out, device="cpu")
         except Exception as err:
-            raise RuntimeError(f"the new model {out.name} cannot be loaded ({err})") from None
+            raise NotRegistered(f"the new model {out.name} cannot be loaded ({err})") from None
         report = None
         if self.held_out > 0:
             try:
                 report = json.loads(report_path(out).read_text(encoding="utf-8"))
             except (OSError, ValueError) as err:
-                raise RuntimeError(f"the held-out report of {out.name} is missing or unreadable ({err})") from None
+                raise NotRegistered(f"the held-out report of {out.name} is missing or unreadable ({err})") from None
             if not isinstance(report, dict) or "after" not in report:
-                raise RuntimeError(f"the held-out report of {out.name} has no scores after training")
+                raise NotRegistered(f"the held-out report of {out.name} has no scores after training")
         record = ModelRecord(
             path=str(out), base_model=self.base_model, data=str(self.series),
             steps=int((report or {}).get("steps") or self._steps_done or self.steps),
