@@ -171,8 +171,8 @@ class FineTuneJob:
         step = lines.parse_step(line)
         if self._training_since is None and (step is not None or line.startswith("training ")):
             self._training_since = time.monotonic()  # the time budget counts training, not loading or evaluating
-        if line.startswith("saved "):
-            self._model_written = True
+        if line.startswith("saved ") or (step is not None and step.step >= step.total):
+            self._training_done = True
         if step is None:
             if line.strip():
                 self._update(line=line.strip())
@@ -215,7 +215,9 @@ class FineTuneJob:
     _budget_stopped = False
     _training_since: float | None = None
     _steps_done: int | None = None  # where a time budget stopped training
-    _model_written = False  # train said "saved ...": too late to stop for the budget (it evaluates after)
+    # The last step is done: too late to stop for the time budget (train now scores the model on the
+    # held-out images and writes it, outside the part of the run that a stop can save).
+    _training_done = False
 
     def _wait_for(self, proc: subprocess.Popen) -> int:
         """Wait for ``proc``; kill it after a grace once cancelled; stop it when the time budget is spent."""
@@ -229,7 +231,7 @@ class FineTuneJob:
             now = time.monotonic()
             since = self._training_since
             over = (self.minutes is not None and since is not None and now - since > self.minutes * 60
-                    and not self._model_written)
+                    and not self._training_done)
             if over and not self._budget_stopped and not self._cancelled.is_set():
                 self._budget_stopped = True
                 self._update(line=f"the time budget of {self.minutes:g} min is used up: stopping at this step")
@@ -265,7 +267,8 @@ class FineTuneJob:
         if self._cancelled.is_set():  # Cancel came while the first process ended
             return rc
         self._steps_done = found[-1]
-        self._update(phase="finishing", line=f"time budget used up at step {found[-1]}: writing the model")
+        self._update(phase="finishing", step=found[-1], total=found[-1], seconds_left=None,
+                     line=f"time budget used up at step {found[-1]}: writing the model")
         self._proc = self._spawn(found[-1])
         return self._wait_for(self._proc)
 
