@@ -122,3 +122,18 @@ def test_a_series_image_chooses_its_series_and_lists_its_models(dock, series, qt
     assert w.images.chosen is opened and w.series() == series
     assert w.model_list.currentText() == "demo-ft1" and w.table.item(0, 0).text() == "–"
     assert w.models.model_combo.findText(str(models / "demo-ft1.pt")) >= 0
+
+
+def test_the_series_of_a_series_dock_is_found_from_its_image(dock, series):
+    viewer, layer, w = dock
+
+    class SeriesDock:  # what the SAM Series dock shows: its series and the image layer it opened
+        def __init__(self):
+            self.series, self.layer = type("S", (), {"folder": series})(), layer
+
+    w.hub.attach(stand_in := SeriesDock())
+    try:
+        w.hub.series_image_opened.emit(layer)
+        assert w.series() == series
+    finally:
+        w.hub._docks.remove(stand_in)

@@ -141,9 +141,12 @@ class FineTuneWidget(QWidget):
         """A SAM Series dock opened an image: fine-tune on its series, from its model."""
         if any(layer is lyr for lyr in self.images.layers()):
             self.images.choose(layer)
+        # The folder: the layer's metadata or file, else the series of the dock showing it (SAM Series).
         path = getattr(getattr(layer, "source", None), "path", None)
         folder = (getattr(layer, "metadata", None) or {}).get("series_folder") or (path and series_of_image(path))
-        if folder is not None and not (self.job is not None and self.job.running):
+        docks = [d for d in getattr(self.hub, "_docks", ()) if getattr(d, "layer", None) is layer]
+        folder = folder or next((d.series.folder for d in docks if getattr(d, "series", None) is not None), None)
+        if folder and not (self.job is not None and self.job.running):
             self.set_series(folder)
 
     def _choose_folder(self) -> None:
@@ -186,11 +189,7 @@ class FineTuneWidget(QWidget):
                 value = record.scores(when).get(key) if record is not None else None
                 self.table.setItem(r, c, QTableWidgetItem("–" if value is None else f"{value:.2f}" if key != "noc90"
                                                           else f"{value:.1f}"))
-        self.use_button.setEnabled(record is not None and not self._in_use(record.path))
-
-    def _in_use(self, path: str) -> bool:
-        spec = self.session.engine_spec if self.session is not None else None
-        return spec is not None and spec.model == path
+        self.use_button.setEnabled(record is not None and record.path != self.base_model())  # not the one in use
 
     # ------------------------------------------------------------------ the run
     def start(self) -> bool:
