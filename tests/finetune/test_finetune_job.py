@@ -166,6 +166,11 @@ def test_the_lock_of_a_dead_process_is_taken_over(tmp_path):
     assert json.loads((tmp_path / ".finetune.lock").read_text())["pid"] == os.getpid()
     lock.release()
     assert not (tmp_path / ".finetune.lock").exists()
+    (tmp_path / ".finetune.lock").write_text("")  # being written by a process that just took it
+    with pytest.raises(ValueError, match="already running"):
+        RunLock(tmp_path).acquire()
+    os.utime(tmp_path / ".finetune.lock", (time.time() - 60, time.time() - 60))  # left half-written long ago
+    RunLock(tmp_path).acquire()
 
 
 def test_a_time_budget_stops_training_and_keeps_the_model_of_the_step_reached(series, monkeypatch):

@@ -22,6 +22,7 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 # share would be a handful of objects): label more before fine-tuning.
 MIN_OBJECTS = 10
 LOCK_NAME = ".finetune.lock"
+FRESH_LOCK_S = 10.0  # a lock file this young but unreadable is being written by its owner
 
 
 def image_folder(series) -> Path:
@@ -112,6 +113,8 @@ class RunLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 owner = self._owner()
+                if owner is None and self._age() < FRESH_LOCK_S:  # another process is writing it right now
+                    owner = {"pid": "?", "host": "?", "started": "just now"}
                 if owner is not None and not (owner.get("host") == me["host"] and not _alive(int(owner.get("pid", -1)))):
                     raise ValueError(
                         f"a fine-tuning run is already running on this series (process {owner.get('pid')} on "
@@ -125,12 +128,18 @@ class RunLock:
             return
         raise ValueError(f"cannot take the lock {self.path}: another process takes it at the same time")
 
+    def _age(self) -> float:
+        try:
+            return time.time() - self.path.stat().st_mtime
+        except OSError:
+            return float("inf")
+
     def _owner(self) -> dict | None:
         try:
             data = json.loads(self.path.read_text())
             return data if isinstance(data, dict) else None
         except (OSError, ValueError):
-            return None  # unreadable or half-written: treated as stale
+            return None  # unreadable or half-written: stale unless fresh (see acquire)
 
     def release(self) -> None:
         if self.held:
