@@ -8,6 +8,9 @@ the row always shows the model really in use, also after a load failed
 
 from __future__ import annotations
 
+import weakref
+
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QPushButton, QWidget
 
 from ..model.device import PRECISIONS
@@ -55,11 +58,20 @@ def devices() -> list[str]:
 class ModelRows:
     """Form rows Model / Device / Precision / [Load model], bound to one session at a time."""
 
+    # Local models made in this napari (fine-tuned ones): every model chooser lists them, also one opened later.
+    _shared: list[str] = []
+    _all: "weakref.WeakSet[ModelRows]" = weakref.WeakSet()
+
     def __init__(self, parent: QWidget, form: QFormLayout) -> None:
         self.parent = parent
         self.session = None
         self.model_combo = QComboBox()
         self.model_combo.addItems(zoo_names() + [BROWSE])
+        # Checkpoint paths are long: the combo elides them instead of widening the dock.
+        self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model_combo.setMinimumContentsLength(12)
+        ModelRows._all.add(self)
+        self.add_choices(ModelRows._shared)
         self.model_combo.setCurrentText(DEFAULT_MODEL)
         self.model_combo.setToolTip("Model: a name from the model zoo (downloaded once), or Browse… for a checkpoint file")
         self.device_combo = QComboBox()
@@ -99,6 +111,24 @@ class ModelRows:
             self.device_combo.setCurrentText(device)
         if precision is not None:
             self.precision_combo.setCurrentText(precision)
+
+    def add_choices(self, paths) -> None:
+        """List more local models (checkpoint files) in this chooser, before Browse…; the model in use stays."""
+        for path in map(str, paths):
+            if self.model_combo.findText(path) < 0:
+                self.model_combo.insertItem(self.model_combo.count() - 1, path)
+                self.model_combo.setItemData(self.model_combo.findText(path), path, Qt.ItemDataRole.ToolTipRole)
+
+    @classmethod
+    def share_choices(cls, paths) -> None:
+        """List ``paths`` in every model chooser of this napari, the ones open now and the ones opened later."""
+        paths = [str(p) for p in paths]
+        cls._shared.extend(p for p in paths if p not in cls._shared)
+        for rows in list(cls._all):
+            try:
+                rows.add_choices(paths)
+            except RuntimeError:  # its dock was closed and Qt deleted the combo box
+                cls._all.discard(rows)
 
     def spec(self) -> EngineSpec:
         return EngineSpec(self.model_combo.currentText(), self.device_combo.currentText(),
