@@ -5,9 +5,11 @@ import pytest
 
 from napari_sam.auto import AutomaticMaskGenerator
 from napari_sam.auto.labels import masks_to_labels
+from napari_sam.auto.metrics import iou_matrix
 from napari_sam.commit import apply_change, undo_change
 from napari_sam.model import load_model
 from napari_sam.model.registry import DEMO_AUTO_SETTINGS
+from napari_sam.session.confidence import ConfidenceRule
 from napari_sam.session.proposals import Proposals
 from napari_sam.synthetic import make_nuclei_2d, make_nuclei_3d
 
@@ -121,3 +123,54 @@ def test_a_stack_is_linked_through_z_and_accepted_into_its_own_time_point(genera
     apply_change(user, change)
     assert not user[0].any() and np.array_equal(user[1] > 0, proposals.labels > 0)
     assert len(np.unique(user[1])) - 1 == len(proposals.ids)
+
+
+def test_confident_proposals_are_mostly_right_and_the_others_are_unsure(generator, decoded_plane):
+    image, truth, _ = decoded_plane
+    proposals = plane_proposals(generator, decoded_plane)
+    sure, unsure = proposals.confident_ids, proposals.unsure_ids
+    assert sure and sorted(sure + unsure) == proposals.ids and not set(sure) & set(unsure)
+    iou = iou_matrix(truth, proposals.labels)  # true nuclei x proposals (ids in increasing order)
+    best = dict(zip(proposals.ids, iou.max(axis=0)))
+    assert np.mean([best[i] >= 0.9 for i in sure]) >= 0.9
+    assert np.mean([best[i] >= 0.9 for i in sure]) > np.mean([best[i] >= 0.9 for i in unsure] or [0.0])
+    # The rule decides: nothing asked, everything is confident; impossible agreement, nothing is.
+    proposals.set_rule(ConfidenceRule(0.0, 0.0, 1))
+    assert proposals.confident_ids == proposals.ids
+    proposals.set_rule(ConfidenceRule(min_agreement=10_000))
+    assert proposals.confident_ids == [] and proposals.unsure_ids == proposals.ids
+    with pytest.raises(ValueError, match="min_agreement must be a whole number"):
+        ConfidenceRule(min_agreement=0)
+    with pytest.raises(ValueError, match="min_stability must be a number in"):
+        ConfidenceRule(min_stability=2)
+
+
+def test_accepting_the_confident_ones_leaves_the_unsure_and_the_users_objects(generator, decoded_plane):
+    image, truth, _ = decoded_plane
+    proposals = plane_proposals(generator, decoded_plane)
+    sure, unsure = proposals.confident_ids, proposals.unsure_ids
+    user = np.zeros(image.shape, dtype=np.uint32)
+    mine = proposals.labels == sure[0]
+    user[mine] = 3  # the user drew this one already (as the proposal, not shown when existing is given)
+    change = proposals.accept(user, sure)
+    apply_change(user, change)
+    assert np.all(user[mine] == 3)  # not overwritten
+    proposals.forget(sure, labels=user)
+    assert proposals.confident_ids == [] or set(proposals.confident_ids).isdisjoint(sure)
+    assert len(proposals.ids) == len(unsure)  # the unsure ones stay to be fixed or deleted
+
+
+def test_a_stack_object_is_confident_only_when_every_slice_of_it_is(generator):
+    stack, _ = make_nuclei_3d((4, 128, 128), n_objects=(3, 4), seed=5, z_step=1.0, radius_range=(12.0, 18.0))
+    proposals = Proposals(generator, (slice(None),) * 3, stack.shape[1:], n_slices=stack.shape[0],
+                          rule=ConfidenceRule(0.0, 0.0, 1))
+    for z in range(stack.shape[0]):
+        proposals.add(z, generator.decode_grid(stack[z]))
+    proposals.link()
+    assert proposals.confident_ids == proposals.ids
+    target = proposals.ids[0]
+    z = int(np.nonzero(proposals.labels == target)[0][0])
+    piece = np.unique(proposals._flat[z][proposals.labels[z] == target])
+    piece = [int(p) for p in piece if p]
+    proposals._unsure[z] = piece  # one slice of the object is unsure: the whole object is
+    assert target not in proposals.confident_ids and target in proposals.unsure_ids

@@ -85,7 +85,7 @@ def test_click_accepts_one_and_alt_click_deletes_one(make_widget, qtbot, errors)
         y, x = np.argwhere(where)[0]
         event = SimpleNamespace(type="mouse_press", button=1, position=(float(y), float(x)), view_direction=None,
                                 dims_displayed=[0, 1], modifiers=set(modifiers))
-        widget._on_click(layer, event)
+        widget.view._on_click(layer, event)
 
     at_first, at_second = layer.data == first, layer.data == second
     click(at_first)

@@ -7,7 +7,10 @@ Where a plane becomes an embedding (memory -> disk -> encoder) is :mod:`napari_s
 * :mod:`.registry` - each model loaded once per process;
 * :mod:`.workspace` - what every dock shares (models, embeddings);
 * :mod:`.session` - one image being annotated: slice shown, prompts, candidates, commits;
-* :mod:`.work` - background lanes whose results come home through ``post``.
+* :mod:`.work` - background lanes whose results come home through ``post``;
+* :mod:`.proposals` - segment everything's proposals until accepted, split by
+  :mod:`.confidence` into confident and unsure;
+* :mod:`.gaps` - where signal is left uncovered; :mod:`.tally` - the semi-automatic counter.
 """
 
 from ..embeddings import COMPUTED, FROM_DISK, FROM_MEMORY, EmbeddingSource, Found, plane_and_key, slice_key

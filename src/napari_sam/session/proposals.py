@@ -14,6 +14,10 @@ are found. Nor are those lying mostly where the user deleted a proposal. Accepti
 kept unless ``overwrite``); what was accepted or deleted is not proposed
 again when the thresholds change. Thread-safe: a background job adds slices
 while the main thread reads ``labels``.
+
+Each proposal is confident or unsure (:mod:`.confidence`): ``confident_ids``
+are those one key accepts together; a stack's object is confident only when
+every slice of it is.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from ..auto.labels import as_mask, masks_to_labels
 from ..auto.stack import link_slices
 from ..commit import LabelChange, plan_labelled
 from ..embeddings import plane_and_key
+from .confidence import ConfidenceRule, confident_flags
 
 #: The settings that re-filter a decoded grid (the others need the grid decoded again).
 THRESHOLDS = ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "min_mask_region_area")
@@ -47,11 +52,12 @@ class Proposals:
     ``index`` takes the plane or the stack out of the image (and out of its
     labels): ints for fixed axes, ``slice(None)`` for the covered ones.
     ``generator`` is the :class:`~napari_sam.auto.AutomaticMaskGenerator` that
-    decoded the grids; its settings are the starting thresholds.
+    decoded the grids; its settings are the starting thresholds. ``rule``
+    splits the proposals into confident and unsure.
     """
 
     def __init__(self, generator, index: tuple, plane_shape, n_slices: int | None = None, *,
-                 link_iou: float = 0.3, existing=None) -> None:
+                 link_iou: float = 0.3, existing=None, rule: ConfidenceRule | None = None) -> None:
         self.generator, self.index = generator, tuple(index)
         self.plane_shape, self.n_slices = tuple(plane_shape), n_slices
         self.link_iou = link_iou
@@ -59,6 +65,8 @@ class Proposals:
         self._decoded: dict[int, object] = {}  # slice -> DecodedGrid
         self._records: dict[int, list[dict]] = {}  # slice -> records shown, by 2D label - 1
         self._flat: dict[int, np.ndarray] = {}  # slice -> its 2D proposals, before linking
+        self._unsure: dict[int, list[int]] = {}  # slice -> its 2D labels that are not confident
+        self.rule = rule if rule is not None else ConfidenceRule()
         self._gone: set[tuple] = set()  # candidates accepted or deleted
         self._existing = None if existing is None else np.asarray(existing)
         self._lock = threading.Lock()
@@ -78,9 +86,9 @@ class Proposals:
 
     def add(self, z: int, decoded) -> None:
         """Slice ``z`` (0 for a plane) was decoded: its proposals are shown (linked when the stack is done)."""
-        flat, records = self._filter(z, decoded, dict(self.thresholds))
+        flat, records, unsure = self._filter(z, decoded, dict(self.thresholds))
         with self._lock:
-            self._decoded[z], self._flat[z], self._records[z] = decoded, flat, records
+            self._decoded[z], self._flat[z], self._records[z], self._unsure[z] = decoded, flat, records, unsure
             if not self.is_stack:
                 self.labels = flat
             else:  # unlinked until the stack is done: ids of this slice after those of the others
@@ -114,16 +122,16 @@ class Proposals:
 
     def _refresh(self) -> None:
         for z, decoded in list(self._decoded.items()):
-            flat, records = self._filter(z, decoded, dict(self.thresholds))
+            flat, records, unsure = self._filter(z, decoded, dict(self.thresholds))
             with self._lock:
-                self._flat[z], self._records[z] = flat, records
+                self._flat[z], self._records[z], self._unsure[z] = flat, records, unsure
         if self.is_stack:
             self.link()
         elif 0 in self._flat:
             with self._lock:
                 self.labels = self._flat[0]
 
-    def _filter(self, z: int, decoded, thresholds) -> tuple[np.ndarray, list[dict]]:
+    def _filter(self, z: int, decoded, thresholds) -> tuple[np.ndarray, list[dict], list[int]]:
         records = self.generator.filter(decoded, output_mode="uncompressed_rle", **thresholds)
         records = [r for r in records if _identity(r) not in self._gone]
         # Found already (the user's objects cover it), or deleted (another grid point's candidate for it).
@@ -134,7 +142,9 @@ class Proposals:
         if taken.any():
             records = [r for r in records if taken[as_mask(r, self.plane_shape)].mean() < FOUND_FRACTION]
         flat, table = masks_to_labels(records, self.plane_shape)
-        return flat, [records[row["mask_index"]] for row in table]
+        shown = [records[row["mask_index"]] for row in table]
+        unsure = [k + 1 for k, sure in enumerate(confident_flags(shown, decoded, self.rule)) if not sure]
+        return flat, shown, unsure
 
     def _existing_plane(self, z: int):
         if self._existing is None:
@@ -146,6 +156,30 @@ class Proposals:
     def ids(self) -> list[int]:
         """The proposals' labels, as ``labels`` shows them."""
         return [int(i) for i in np.unique(self.labels[self.labels > 0])]
+
+    @property
+    def confident_ids(self) -> list[int]:
+        """The proposals the rule calls confident (a stack's: confident on every slice it lies on)."""
+        with self._lock:
+            labels, flats, unsure = self.labels, dict(self._flat), dict(self._unsure)
+        doubtful = set()
+        for z, flat in flats.items():
+            if unsure.get(z):
+                plane = labels[z] if self.is_stack else labels
+                doubtful.update(np.unique(plane[np.isin(flat, unsure[z])]).tolist())
+        return [i for i in self.ids if i not in doubtful]
+
+    @property
+    def unsure_ids(self) -> list[int]:
+        sure = set(self.confident_ids)
+        return [i for i in self.ids if i not in sure]
+
+    def set_rule(self, rule: ConfidenceRule) -> None:
+        """Split the proposals again with ``rule`` (no model runs)."""
+        if not isinstance(rule, ConfidenceRule):
+            raise ValueError(f"expected a ConfidenceRule, got {type(rule).__name__}")
+        self.rule = rule
+        self._refresh()
 
     def at(self, position) -> int:
         """The proposal at ``position`` (indices into ``labels``), 0 for none."""
@@ -187,7 +221,7 @@ def generator_for(engine, settings: dict, source=None):
     return AutomaticMaskGenerator(engine.new_predictor(), source=source, **settings)
 
 
-def find_in_plane(session, workspace, settings: dict, slice_index, *, existing=None, progress=None,
+def find_in_plane(session, workspace, settings: dict, slice_index, *, existing=None, rule=None, progress=None,
                   should_cancel=None) -> Proposals:
     """Segment everything on one plane of ``session``'s image, from the embedding the cache holds (or computes)."""
     planes, engine = session.planes, session.engine
@@ -205,13 +239,13 @@ def find_in_plane(session, workspace, settings: dict, slice_index, *, existing=N
     decoded = generator.decode_grid(plane if generator.settings.crop_n_layers else None, embedding=found.embedding,
                                     intensity_range=planes.intensity_range(), slice_index=s, progress=progress,
                                     should_cancel=should_cancel)
-    proposals = Proposals(generator, (*s, slice(None), slice(None)), plane.shape[:2], existing=existing)
+    proposals = Proposals(generator, (*s, slice(None), slice(None)), plane.shape[:2], existing=existing, rule=rule)
     proposals.add(0, decoded)
     return proposals
 
 
-def find_in_stack(session, workspace, settings: dict, index: tuple, *, existing=None, on_slice=None, progress=None,
-                  should_cancel=None) -> Proposals:
+def find_in_stack(session, workspace, settings: dict, index: tuple, *, existing=None, rule=None, on_slice=None,
+                  progress=None, should_cancel=None) -> Proposals:
     """Segment everything slice by slice through the stack ``index`` takes out of the image, then link through z.
 
     ``on_slice(proposals, z)`` is called as each slice's proposals are in (shown unlinked
@@ -220,7 +254,8 @@ def find_in_stack(session, workspace, settings: dict, index: tuple, *, existing=
     stack = workspace.stack_embeddings(session, index)
     generator = generator_for(session.engine, settings, workspace.embeddings)
     n = len(stack)
-    proposals = Proposals(generator, index, np.asarray(stack.stack[0]).shape[:2], n_slices=n, existing=existing)
+    proposals = Proposals(generator, index, np.asarray(stack.stack[0]).shape[:2], n_slices=n, existing=existing,
+                          rule=rule)
     for z in range(n):
         plane = np.asarray(stack.stack[z])
         if should_cancel is not None and should_cancel():

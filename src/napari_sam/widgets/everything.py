@@ -5,7 +5,9 @@ form, runs the search in the background (progress, Cancel; a stack's slices
 appear as they are done), shows the result in a "SAM proposals" layer and
 writes what the user accepts into "SAM labels" as one undoable step.
 The threshold sliders re-filter the kept grid at once, without the model.
-Click a proposal to accept it, Alt+click to delete it.
+Click a proposal to accept it, Alt+click to delete it; confident proposals
+(green) are accepted together with K (:mod:`.semiauto_rows`: gaps, counter,
+proposing on each new series image).
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from ..auto.settings import AutoSettings
 from ..session import Status
 from ..session.proposals import find_in_plane, find_in_stack
 from .auto_form import SettingsRows
-from . import layers as L
 from .events import disconnect_quietly
 from .hub import hub_for
 from .image_choice import ImageChoice
 from .job_rows import JobRows
 from .model_form import ModelRows
+from .proposal_view import ProposalView
+from .semiauto_rows import SemiAutoRows
 from .status import StatusLine, scrolling_body
 
 PLANE, STACK = "Slice shown", "Whole stack"
@@ -39,9 +42,8 @@ class EverythingWidget(QWidget):
         self.hub = hub_for(napari_viewer, workspace)
         self.hub.attach(self)
         self.link = None
-        self.proposals = None  # the Proposals shown, of self.proposals_of
-        self.proposals_of = None  # the session they were found in
-        self.layer = None  # "SAM proposals" of the chosen image
+        self.proposals_of = None  # the session the proposals shown were found in
+        self.view = ProposalView(napari_viewer, on_accept=self.accept, on_delete=self.delete)
         self._refilter_timer = QTimer()
         self._refilter_timer.setSingleShot(True)
         self._refilter_timer.setInterval(150)  # sliders move in steps: re-filter once they rest
@@ -66,7 +68,7 @@ class EverythingWidget(QWidget):
         self.find_button.setToolTip("Prompt the model with the grid of points and show what it finds as proposals.")
         self.find_button.clicked.connect(lambda: self.find())
         form.addRow(self.find_button)
-        self.jobs = JobRows(form, self.hub.post, name="everything job", busy=self._set_busy, fail=self._fail,
+        self.jobs = JobRows(form, self.hub.post, name="everything job", busy=self._set_busy, fail=self.fail,
                             what="Grid batches (one slice) or slices (a stack) done.")
         self.accept_button = QPushButton("Accept all")
         self.accept_button.setToolTip("Write every proposal into SAM labels as new objects (one undo step).")
@@ -74,17 +76,24 @@ class EverythingWidget(QWidget):
         self.discard_button = QPushButton("Clear proposals")
         self.discard_button.setToolTip("Remove the proposals; SAM labels are not touched.")
         self.discard_button.clicked.connect(lambda: self.discard())
+        self.semi = SemiAutoRows(self, form)
         form.addRow(self.accept_button)
         form.addRow(self.discard_button)
         self.overwrite_check = QCheckBox("overwrite committed objects")
         self.overwrite_check.setToolTip("Off (default): accepted proposals never overwrite objects already in SAM labels.")
         form.addRow("", self.overwrite_check)
-        self.status = StatusLine("Click a proposal to accept it, Alt+click to delete it.")
+        self.status = StatusLine("K accepts the confident (green) proposals; click one to accept it, Alt+click to "
+                                 "delete it.")
         body.addLayout(form)
         body.addWidget(self.status)
         body.addStretch(1)
 
     # ------------------------------------------------------------------ image, model, settings
+    @property
+    def proposals(self):
+        """The Proposals shown, of ``proposals_of``."""
+        return self.view.proposals
+
     @property
     def session(self):
         return self.link.session if self.link is not None and not self.link.closed else None
@@ -92,9 +101,10 @@ class EverythingWidget(QWidget):
     def _on_image_chosen(self, image) -> None:
         if self.session is not None:
             disconnect_quietly(self.session.engine_changed, self._on_engine)
-        self._unhook_layer()
+        self.view.unhook()
         self.link = self.hub.link_for(image) if image is not None else None
         self.models.bind(self.session)
+        self.semi.bind(self.link)
         if self.session is not None:
             self.session.engine_changed.connect(self._on_engine)
             self._on_engine(self.session.engine)
@@ -107,10 +117,12 @@ class EverythingWidget(QWidget):
             try:
                 self.form.show(AutoSettings().replace(**recommended_settings(name=spec.model)))
             except ValueError as err:
-                self._fail(f"the model's recommended settings are not usable ({err}); Segment Anything's are shown")
+                self.fail(f"the model's recommended settings are not usable ({err}); Segment Anything's are shown")
+        self.semi.on_engine(self.session, engine)
 
     # ------------------------------------------------------------------ finding
-    def _region(self, stack: bool) -> tuple:
+    def region(self, stack: bool) -> tuple:
+        """The index of the slice shown, or of the stack through it, in the image (and its labels)."""
         here = self.link.current_slice()
         if not stack:
             return (*here, slice(None), slice(None))
@@ -121,15 +133,15 @@ class EverythingWidget(QWidget):
         """Start the search on the slice shown or the stack; False (with a message) when it cannot start."""
         session = self.session
         if session is None:
-            self._fail("choose an image first")
+            self.fail("choose an image first")
             return False
         if scope is not None:
             self.scope_combo.setCurrentText(scope)
         stack = self.scope_combo.currentText() == STACK
         if stack and not session.planes.is_stack:
-            self._fail(f"{session.planes.name!r} is a single plane, not a stack: segment the slice shown")
+            self.fail(f"{session.planes.name!r} is a single plane, not a stack: segment the slice shown")
             return False
-        region, settings, work = self._region(stack), self.form.settings(), self.hub.workspace
+        region, settings, work = self.region(stack), self.form.settings(), self.hub.workspace
         existing = np.asarray(self.link.labels.data[region]).copy()  # the user's objects now: not proposed
         self._show_proposals(None)
         if stack:
@@ -155,7 +167,8 @@ class EverythingWidget(QWidget):
         elif n == 0:
             text = "Nothing was found at these settings: lower the thresholds, or use more points per side."
         else:
-            text = f"{n} proposals. Click one to accept it, Alt+click to delete it, or Accept all."
+            text = (f"{n} proposals, {len(proposals.confident_ids)} confident (green): K accepts those; click an "
+                    "unsure one (orange) to accept it, Alt+click to delete it.")
         self.status.show_status(text)
 
     def refilter(self) -> None:
@@ -165,35 +178,14 @@ class EverythingWidget(QWidget):
         try:
             self._show_proposals(self.proposals, self.proposals.refilter(**self.form.thresholds()))
         except ValueError as err:
-            self._fail(str(err))
+            self.fail(str(err))
             return
-        self.status.show_status(f"{len(self.proposals.ids)} proposals at these thresholds.")
+        self.status.show_status(f"{len(self.proposals.ids)} proposals at these thresholds, "
+                                f"{len(self.proposals.confident_ids)} confident.")
 
-    # ------------------------------------------------------------------ the proposals layer
     def _show_proposals(self, proposals, labels=None) -> None:
-        if self.link is None or self.link.closed:
-            return
-        self.proposals = proposals
-        if self.layer is None or self.layer not in self.viewer.layers:
-            self.layer = L.proposals_layer(self.viewer, self.link.image)
-            self.layer.mouse_drag_callbacks.append(self._on_click)
-        data = np.zeros_like(self.layer.data)
-        if proposals is not None:
-            data[proposals.index] = proposals.labels if labels is None else labels
-        self.layer.data = data
-
-    def _unhook_layer(self) -> None:
-        if self.layer is not None and self._on_click in self.layer.mouse_drag_callbacks:
-            self.layer.mouse_drag_callbacks.remove(self._on_click)
-        self.layer, self.proposals = None, None
-
-    def _on_click(self, layer, event) -> None:
-        if event.type != "mouse_press" or event.button != 1 or self.proposals is None:
-            return
-        value = layer.get_value(event.position, view_direction=event.view_direction,
-                                dims_displayed=event.dims_displayed, world=True)
-        if value:
-            (self.delete if "Alt" in {str(getattr(m, "name", m)) for m in event.modifiers} else self.accept)([int(value)])
+        if self.link is not None and not self.link.closed:
+            self.view.show(self.link.image, proposals, labels)
 
     # ------------------------------------------------------------------ the user's answer
     def _usable(self) -> str | None:
@@ -213,23 +205,34 @@ class EverythingWidget(QWidget):
         """Write proposals ``ids`` (None: all) into SAM labels as new objects, one undoable step."""
         why = self._usable()
         if why is not None:
-            self._fail(f"nothing accepted: {why}")
+            self.fail(f"nothing accepted: {why}")
             return False
         labels = self.link.labels
         try:
             change = self.proposals.accept(np.asarray(labels.data), ids, overwrite=self.overwrite_check.isChecked())
         except ValueError as err:
-            self._fail(f"nothing accepted: {err}")
+            self.fail(f"nothing accepted: {err}")
             return False
         if change:
             labels.data_setitem(change.indices, change.new.astype(labels.data.dtype))
         self.proposals.forget(ids, labels=np.asarray(labels.data))
         self._show_proposals(self.proposals)
         got = change.object_ids
+        self.semi.remember(labels, got)
         text = (f"Accepted {len(got)} object(s) into {labels.name} (ids {got[0]}-{got[-1]}); Ctrl+Z in the labels layer "
                 "undoes it." if got else "Nothing accepted: those proposals lie on committed objects.")
         self.status.show_status(text)
         return bool(got)
+
+    def accept_confident(self) -> bool:
+        """Write every confident proposal into SAM labels (one undo step); the unsure ones stay."""
+        why = self._usable()
+        if why is None and not self.proposals.confident_ids:
+            why = "no proposal is confident: click the ones that are right, Alt+click the others"
+        if why is not None:
+            self.fail(f"nothing accepted: {why}")
+            return False
+        return self.accept(self.proposals.confident_ids)
 
     def delete(self, ids) -> None:
         """Remove proposals ``ids``: not proposed again at other thresholds."""
@@ -246,13 +249,13 @@ class EverythingWidget(QWidget):
 
     # ------------------------------------------------------------------ state
     def _set_busy(self, busy: bool) -> None:
-        for button in (self.find_button, self.accept_button, self.discard_button):
+        for button in (self.find_button, self.accept_button, self.discard_button, self.semi.accept_sure_button):
             button.setEnabled(not busy)
 
     def is_idle(self) -> bool:
         return not self.jobs.running and self.hub.is_idle()
 
-    def _fail(self, text: str) -> None:
+    def fail(self, text: str) -> None:
         show_error(f"SAM Everything: {text}")
         self.status.show_status(Status(text, "error"))
 
@@ -263,9 +266,10 @@ class EverythingWidget(QWidget):
     def shutdown(self) -> None:
         """Stop the running search and disconnect from the viewer; proposals not accepted are dropped."""
         self.jobs.close()
+        self.semi.close()
         if self.session is not None:
             disconnect_quietly(self.session.engine_changed, self._on_engine)
-        self._unhook_layer()
+        self.view.unhook()
         self.models.bind(None)
         self.images.close()
         self.hub.detach(self)

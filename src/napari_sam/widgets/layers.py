@@ -6,6 +6,8 @@ Layer names the user sees (and the README lists):
 * ``SAM boxes``    - box prompts (rectangles)
 * ``SAM candidate 1..3: IoU 0.93`` - the three candidate masks of the current prompt
 * ``SAM labels``   - the committed objects (uint32), never wiped by the plugin
+* ``SAM proposals`` - segment everything's proposals, until accepted
+* ``SAM gaps``     - regions with signal that no object or proposal covers, label = rank
 
 Each layer also carries ``metadata["napari_sam"]`` (its role and the image it
 belongs to), so renaming a layer does not lose it. Only napari API current
@@ -22,6 +24,7 @@ POINTS_NAME = "SAM points"
 BOXES_NAME = "SAM boxes"
 LABELS_NAME = "SAM labels"
 PROPOSALS_NAME = "SAM proposals"
+GAPS_NAME = "SAM gaps"
 CANDIDATE_NAME = "SAM candidate"
 
 POSITIVE_COLOR = "lime"
@@ -138,6 +141,11 @@ def labels_layer(viewer, image: Image) -> Labels:
 def proposals_layer(viewer, image: Image) -> Labels:
     """Segment everything's proposals for ``image``, shaped as its labels, until the user accepts them."""
     return _image_labels(viewer, image, "proposals", PROPOSALS_NAME, opacity=0.5)
+
+
+def gaps_layer(viewer, image: Image) -> Labels:
+    """Where to look next for ``image``: uncovered regions with signal, labelled by their rank (1 first)."""
+    return _image_labels(viewer, image, "gaps", GAPS_NAME, opacity=0.4)
 
 
 def candidate_layers(viewer, image: Image) -> list[Labels]:
