@@ -124,16 +124,14 @@ def test_a_series_image_chooses_its_series_and_lists_its_models(dock, series, qt
     assert w.models.model_combo.findText(str(models / "demo-ft1.pt")) >= 0
 
 
-def test_the_series_of_a_series_dock_is_found_from_its_image(dock, series):
+def test_the_series_a_series_dock_opens_is_the_one_fine_tuned(dock, series):
+    from napari_sam.widgets.series import SeriesWidget
+
     viewer, layer, w = dock
-
-    class SeriesDock:  # what the SAM Series dock shows: its series and the image layer it opened
-        def __init__(self):
-            self.series, self.layer = type("S", (), {"folder": series})(), layer
-
-    w.hub.attach(stand_in := SeriesDock())
+    opener = SeriesWidget(viewer)
     try:
-        w.hub.series_image_opened.emit(layer)
+        assert opener.open_folder(series)  # the real SAM Series dock: it names the folder in the image's metadata
         assert w.series() == series
+        assert opener.layer.metadata["napari_sam_series"] == {"done": 0, "total": 3}
     finally:
-        w.hub._docks.remove(stand_in)
+        opener.close()

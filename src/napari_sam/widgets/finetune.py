@@ -141,11 +141,9 @@ class FineTuneWidget(QWidget):
         """A SAM Series dock opened an image: fine-tune on its series, from its model."""
         if any(layer is lyr for lyr in self.images.layers()):
             self.images.choose(layer)
-        # The folder: the layer's metadata or file, else the series of the dock showing it (SAM Series).
+        # The folder: the SAM Series dock writes it into the layer's metadata; else the image file's series.
         path = getattr(getattr(layer, "source", None), "path", None)
         folder = (getattr(layer, "metadata", None) or {}).get("series_folder") or (path and series_of_image(path))
-        docks = [d for d in getattr(self.hub, "_docks", ()) if getattr(d, "layer", None) is layer]
-        folder = folder or next((d.series.folder for d in docks if getattr(d, "series", None) is not None), None)
         if folder and not (self.job is not None and self.job.running):
             self.set_series(folder)
 

@@ -223,6 +223,9 @@ class SeriesWidget(QWidget):
     def _update(self) -> None:
         series, index = self.series, self.index
         has_image = series is not None and index is not None
+        if has_image and self.layer is not None:  # what the other docks read: the folder, and images done
+            self.layer.metadata.update(series_folder=str(series.folder),
+                                       napari_sam_series={"done": series.done_count, "total": len(series)})
         self.counter.setText(series.counter_text(index) if has_image else "No series open" if series is None
                              else f"{len(series)} images, {series.done_count} done")
         if series is not None:
