@@ -55,7 +55,7 @@ def write_results(out: Path, name: str, kind: str, labels: np.ndarray, table: li
     labels_path.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(labels_path)
     try:
-        write_table(table_path, table)
+        write_table(table_path, table, labels.ndim)
         if kind == "ome-zarr":
             write_ome_zarr_labels(labels_path, labels, voxel_size, ome or {})
         else:
@@ -68,11 +68,13 @@ def write_results(out: Path, name: str, kind: str, labels: np.ndarray, table: li
     return labels_path
 
 
-def write_table(path: Path, table: list[dict]) -> None:
+def write_table(path: Path, table: list[dict], ndim: int = 2) -> None:
     from ..atomic import write_atomically
     from ..auto.labels import TABLE_COLUMNS
 
     columns = list(table[0]) if table else list(TABLE_COLUMNS)
+    if not table and ndim == 3:  # an empty stack's table still has the stack's columns
+        columns[1:1] = ["bbox_z0", "bbox_z1", "centroid_z"]
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns)
     writer.writeheader()
