@@ -93,10 +93,10 @@ def _open_tiff(path: Path) -> Opened:
     except (tifffile.TiffFileError, ValueError, OSError, EOFError) as err:
         raise ValueError(f"cannot read {path} as a TIFF: {err}; if it was being copied, copy it again") from None
     try:
-        problem = _missing_data(tif)
+        series = tif.series[0]
+        problem = _missing_data(tif) or _series_cut_short(series, tif.filehandle.size)
         if problem is not None:
             raise ValueError(f"cannot read {path}: {problem}; if it was being copied or saved, copy or save it again")
-        series = tif.series[0]
         store = series.aszarr(level=0)
         data = zarr.open(store, mode="r")
         axes = axes_of_shape(data.shape)
@@ -108,6 +108,17 @@ def _open_tiff(path: Path) -> Opened:
         tif.close()
         raise ValueError(f"cannot read {path} as a TIFF: {err}") from None
     return Opened(data, axes, voxel_size, _closers=[store.close, tif.close])
+
+
+def _series_cut_short(series, size: int) -> str | None:
+    """A contiguous series (tifffile's and ImageJ's stacks) whose data runs past the end of the file.
+
+    Its later pages' headers may be gone with the data, so the pages alone do not show it.
+    """
+    offset = series.dataoffset
+    if offset is not None and offset + series.nbytes > size:
+        return f"it is truncated (its {series.shape} image needs {offset + series.nbytes} bytes, the file has {size})"
+    return None
 
 
 def _tiff_voxel_size(tif, page, axes: str, pixel_size) -> tuple[float, ...] | None:
