@@ -46,7 +46,7 @@ def connect(scheduler: str | None, workers: int | None, timeout: float = 10.0):
 
     if scheduler is not None:
         try:
-            return Client(scheduler, timeout=timeout, set_as_default=False)
+            return Client(scheduler, timeout=timeout)
         except (OSError, TimeoutError) as err:
             raise ValueError(
                 f"no dask scheduler answers at {scheduler} within {timeout:g} s ({_one_line(err)[:120]}): check the "
@@ -59,7 +59,7 @@ def connect(scheduler: str | None, workers: int | None, timeout: float = 10.0):
         raise ValueError(f"--workers must be at least 1, got {workers}")
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                            silence_logs=logging.ERROR)
-    client = Client(cluster, set_as_default=False)
+    client = Client(cluster)
     client._napari_sam_cluster = cluster  # closed with the client in close()
     return client
 
