@@ -131,3 +131,15 @@ def test_a_full_disk_keeps_no_half_output_and_stops_the_run(data, tmp_path, caps
     assert "not started: " in err and "free space and run again" in err
     left = [p for p in out.rglob("*") if p.is_file() and not p.name.endswith(".objects.csv")]
     assert left == []  # no labels, no temporary file
+
+
+def test_an_unexpected_error_on_one_input_fails_only_that_input(data, tmp_path, capsys, monkeypatch):
+    def broken_on_small(image, generator, say=None):
+        raise RuntimeError("a bug met on this plane")
+
+    monkeypatch.setattr(job_module, "segment_plane", broken_on_small)
+    assert main(["segment", str(data / "day1" / "stack.npy"), str(data / "plane.tif"), "--out",
+                 str(tmp_path / "out"), *FAST, "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "1 segmented, 0 skipped, 1 failed" in err
+    assert "plane.tif: unexpected error: RuntimeError: a bug met on this plane" in err

@@ -60,3 +60,20 @@ def test_a_scheduler_that_does_not_answer_ends_the_run_with_a_message(tmp_path, 
     err = capsys.readouterr().err.strip()
     assert f"no dask scheduler answers at {address} within 1 s" in err and "nothing was segmented" in err
     assert len(err.splitlines()) == 1 and not (tmp_path / "out" / "a.labels.tif").exists()
+
+
+def test_a_task_whose_workers_keep_dying_is_reported_with_that_reason():
+    from dask.distributed import KilledWorker
+
+    from napari_sam.batch.inputs import Input
+    from napari_sam.batch.runners import _result_of
+
+    class Gone:
+        status = "error"
+
+        def exception(self):
+            return KilledWorker("segment-n3-1234", "tcp://127.0.0.1:40000", allowed_failures=3)
+
+    result = _result_of(Gone(), Input("n3.tif", "n3", "tiff"))
+    assert result.status == "failed" and "workers running it died each time it was tried" in result.reason
+    assert "more memory" in result.reason

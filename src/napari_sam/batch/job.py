@@ -105,6 +105,8 @@ def segment_input(item: Input, spec: JobSpec, out, say=None) -> Result:
                          "--points-per-batch")
     except OSError as err:
         result.reason = f"cannot read or write: {_one_line(err) or type(err).__name__}"
+    except Exception as err:  # a bug met on one input must not cost the others
+        result.reason = f"unexpected error: {type(err).__name__}: {_one_line(err)} (please report it)"
     else:
         result.status, result.n_objects = "done", n_objects
     result.seconds = time.perf_counter() - start
