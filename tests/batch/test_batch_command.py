@@ -143,3 +143,11 @@ def test_an_unexpected_error_on_one_input_fails_only_that_input(data, tmp_path, 
     err = capsys.readouterr().err
     assert "1 segmented, 0 skipped, 1 failed" in err
     assert "plane.tif: unexpected error: RuntimeError: a bug met on this plane" in err
+
+
+def test_a_results_folder_inside_an_ome_zarr_input_is_refused(data, tmp_path, capsys):
+    image = data / "day1" / "v4.ome.zarr"
+    before = fingerprint(image)
+    assert main(["segment", str(image), "--out", str(image / "results"), *FAST]) == 2
+    assert "lies inside the input" in capsys.readouterr().err
+    assert fingerprint(image) == before and not (image / "results").exists()
