@@ -89,7 +89,7 @@ def run_segment(args: argparse.Namespace, out=None, job=None) -> int:
         chosen = tuple((name, getattr(args, name)) for name, _ in SETTINGS if getattr(args, name) is not None)
         make_settings(**dict(chosen))
         spec = JobSpec(model=str(args.model), device=args.device, precision=args.precision, settings=chosen,
-                       cache=None if args.cache is None else str(args.cache), no_cache=args.no_cache,
+                       cache=None if args.cache is None else str(args.cache.absolute()), no_cache=args.no_cache,
                        link_iou=args.link_iou, min_z_extent=args.min_z_extent,
                        voxel_size=None if args.voxel_size is None else tuple(args.voxel_size), channel=args.channel,
                        allow_missing_chunks=args.allow_missing_chunks, overwrite=args.overwrite,

@@ -79,10 +79,14 @@ def local_threads(workers: int) -> int:
 def run_on_cluster(client, items: list[Input], spec: JobSpec, out: Path,
                    job: Callable = segment_input) -> Iterator[Result]:
     """Each input as one task on ``client``'s workers; results in the order they finish."""
+    from dataclasses import replace
+
     from dask.distributed import as_completed
 
+    # Workers on other nodes start in other folders: they get absolute paths.
+    out = Path(out).absolute()
     futures = {}
-    for item in items:
+    for item in (replace(i, path=Path(i.path).absolute()) for i in items):
         # pure=False: the same input submitted by a later run is work to do again, not a cached result.
         future = client.submit(job, item, spec, str(out), None, retries=RETRIES, pure=False,
                                key=f"segment-{item.name}-{os.urandom(4).hex()}")
