@@ -17,7 +17,7 @@ cloudpickle.register_pickle_by_value(cluster_jobs)
 def test_a_killed_worker_loses_only_its_task_which_is_retried_and_the_run_completes(tmp_path, capsys):
     data, out, markers = tmp_path / "data", tmp_path / "out", tmp_path / "markers"
     data.mkdir(), markers.mkdir()
-    for i in range(5):
+    for i in range(4):
         tifffile.imwrite(data / f"n{i}.tif", nuclei(seed=i))
     args = build_parser().parse_args(["segment", str(data), "--out", str(out), "--workers", "2", *FAST])
     seen = []
@@ -35,14 +35,14 @@ def test_a_killed_worker_loses_only_its_task_which_is_retried_and_the_run_comple
     err = capsys.readouterr().err
     killed_pid = int((markers / "killed").read_text())
     by_name = {r.name: r for r in seen}
-    assert sorted(by_name) == ["n0", "n1", "n2", "n3", "n4"]
+    assert sorted(by_name) == ["n0", "n1", "n2", "n3"]
     # n1's worker died; the task ran again elsewhere (a fresh process) and finished.
     assert by_name["n1"].status == "done" and by_name["n1"].worker != f"pid {killed_pid}"
-    assert all((out / f"n{i}.labels.tif").exists() for i in (0, 1, 3, 4))
+    assert all((out / f"n{i}.labels.tif").exists() for i in (0, 1, 3))
     # n2 ran out of memory on its worker: failed, with that reason in the summary; the others went on.
     assert by_name["n2"].status == "failed" and not (out / "n2.labels.tif").exists()
     summary = err[err.index("done:"):]
-    assert "4 segmented, 0 skipped, 1 failed" in summary
+    assert "3 segmented, 0 skipped, 1 failed" in summary
     assert "n2.tif: out of memory (Unable to allocate 3.1 GiB for an array)" in summary
     # Each worker process loaded the model once, however many inputs it segmented.
     assert {r.reason for r in seen if r.status == "done"} == {"loads=1"}
