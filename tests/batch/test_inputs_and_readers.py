@@ -89,3 +89,17 @@ def test_an_ome_zarr_with_missing_chunk_files_is_refused_unless_allowed(tmp_path
         open_input(item)
     opened = open_input(item, allow_missing_chunks=True)
     assert not np.asarray(opened.data)[1, 32:, :32].any()  # what zarr would have given silently
+
+
+def test_a_bigtiff_plane_and_an_rgb_tiff_are_read_lazily(tmp_path):
+    plane = nuclei(shape=(96, 128))
+    tifffile.imwrite(tmp_path / "big.tif", plane, bigtiff=True, tile=(32, 32))
+    rgb = np.repeat(plane[..., None], 3, axis=-1).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb)
+    big, colour = (open_input(i) for i in find_inputs([tmp_path]))
+    try:
+        assert tifffile.TiffFile(tmp_path / "big.tif").is_bigtiff and big.axes == "yx"
+        assert not isinstance(big.data, np.ndarray) and np.array_equal(big.data[32:64, 64:96], plane[32:64, 64:96])
+        assert colour.axes == "yxc" and colour.voxel_size is None and np.array_equal(np.asarray(colour.data), rgb)
+    finally:
+        big.close(), colour.close()
