@@ -42,7 +42,7 @@ def modules_loaded_by(statement: str) -> list[str]:
 
 
 @pytest.mark.parametrize("package", ["napari_sam.model", "napari_sam.session", "napari_sam.volume", "napari_sam.training",
-                                     "napari_sam.auto"])
+                                     "napari_sam.auto", "napari_sam.batch"])
 def test_engine_and_session_import_no_gui_toolkit(package):
     # Everything between the engine and the docks is plain Python: scripts, tests and
     # cluster nodes use it without a display.

@@ -14,10 +14,26 @@ import sys
 import warnings
 
 PROG = "napari-sam-annotator"
+# Exit statuses shared by the commands: 2 = nothing was tried (a bad option or file).
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-def _one_line(message) -> str:
+def one_line(message) -> str:
+    """A message on one line: error texts may carry newlines (tracebacks, tifffile's reprs)."""
     return " ".join(str(message).split())
+
+
+_one_line = one_line
+
+
+def reporter(out=None):
+    """``say(text)``: one flushed line on ``out`` (default stderr), the way every command reports."""
+    stream = sys.stderr if out is None else out
+
+    def say(text: str) -> None:
+        print(text, file=stream, flush=True)
+
+    return say
 
 
 def _add_train(subparsers) -> None:
@@ -109,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .volume.cli import add_embed_command
 
     add_embed_command(subparsers)
-    from .auto.cli import add_segment_command
+    from .batch.command import add_segment_command
 
     add_segment_command(subparsers)
     for command in subparsers.choices.values():

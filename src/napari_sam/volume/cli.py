@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+from ..cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, reporter
+from ..cli import one_line as _one_line
 
 
 def add_embed_command(subparsers) -> argparse.ArgumentParser:
@@ -66,11 +66,7 @@ def add_embed_command(subparsers) -> argparse.ArgumentParser:
 
 def run_embed(args: argparse.Namespace, out=None) -> int:
     """Handle ``embed``; prints progress and a summary to ``out`` (default stderr) and returns the exit code."""
-    out = sys.stderr if out is None else out
-
-    def say(text: str) -> None:
-        print(text, file=out, flush=True)
-
+    say = reporter(out)
     from ..model import CheckpointError, DownloadError, SamPredictor, load_model
     from .embed_stack import StackEmbeddings, iter_stack_embeddings
     from .stack import check_stack, stack_through
@@ -192,10 +188,6 @@ def _stacks_of(image, axis, rgb, check_stack, stack_through):
         stack, _ = stack_through(image, position, axis=axis, rgb=rgb)
         label = ", ".join(f"axis {a} = {i}" for a, i in zip(others, combo))
         yield f"({label}) ", check_stack(stack, rgb=rgb)
-
-
-def _one_line(message) -> str:
-    return " ".join(str(message).split())
 
 
 def _gigabytes(value: float) -> int:

@@ -1,0 +1,182 @@
+"""One input, start to finish: open it, segment it, write its results; the same on this machine or a dask worker.
+
+:func:`segment_input` never raises for a problem of its input (a damaged
+file, an odd shape, no memory, a full disk): it returns a :class:`Result`
+that says why, so one bad file never stops the others. Only an interrupt
+(Ctrl-C) goes through.
+
+The model is loaded once per process and settings (:func:`generator_for`,
+keyed by the :class:`JobSpec`'s model part), so a dask worker that runs a
+hundred files loads it once, and a retried task on a fresh worker loads it
+there.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .inputs import Input
+from .outputs import DiskFull, is_finished, output_paths, write_results
+
+_GENERATORS: dict = {}  # JobSpec.model_key() -> AutomaticMaskGenerator, per process
+MODEL_LOADS = {"count": 0}  # how often this process loaded a model (tests: once per worker)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What every job of a run shares; small and picklable, sent to each worker with its tasks."""
+
+    model: str = "demo"
+    device: str = "auto"
+    precision: str = "auto"
+    settings: tuple = ()  # (name, value) pairs chosen on the command line; the rest: the model's recommendation
+    cache: str | None = None  # embedding cache folder; None: the per-user one
+    no_cache: bool = False
+    link_iou: float = 0.3
+    min_z_extent: int = 1
+    voxel_size: tuple | None = None  # overrides what the files record
+    channel: int | None = None
+    allow_missing_chunks: bool = False
+    overwrite: bool = False
+    torch_threads: int | None = None  # per worker process, so that workers do not fight over the cores
+
+    def model_key(self) -> tuple:
+        return (self.model, self.device, self.precision, self.settings, self.cache, self.no_cache)
+
+
+@dataclass
+class Result:
+    path: str
+    name: str
+    status: str  # "done", "skipped" or "failed"
+    reason: str = ""  # why it failed, on one line
+    n_objects: int = 0
+    seconds: float = 0.0
+    disk_full: bool = False
+    worker: str = field(default="")  # which process did it: "pid 1234"
+    output: str = ""  # its labels file or OME-Zarr folder
+
+
+def generator_for(spec: JobSpec):
+    """The generator of ``spec``'s model and settings, built once per process."""
+    key = spec.model_key()
+    if key not in _GENERATORS:
+        from ..auto.generator import AutomaticMaskGenerator
+        from ..auto.recommended import recommended_settings
+        from ..embeddings import EmbeddingSource
+        from ..model import load_model
+        from ..volume.store import EmbeddingStore
+
+        if spec.torch_threads:
+            import torch
+
+            torch.set_num_threads(spec.torch_threads)
+        model = load_model(spec.model, device=spec.device)
+        MODEL_LOADS["count"] += 1
+        settings = {**recommended_settings(model, spec.model), **dict(spec.settings)}
+        source = EmbeddingSource(store=None if spec.no_cache else EmbeddingStore(spec.cache))
+        _GENERATORS[key] = AutomaticMaskGenerator(model, source=source, precision=spec.precision, **settings)
+    return _GENERATORS[key]
+
+
+def segment_input(item: Input, spec: JobSpec, out, say=None) -> Result:
+    """Segment ``item`` into ``out`` (see the module); ``say`` gets progress lines (None on workers)."""
+    out = Path(out)
+    start = time.perf_counter()
+    result = Result(str(item.path), item.name, "failed", worker=f"pid {os.getpid()}",
+                    output=str(output_paths(out, item.name, item.kind)[0]))
+    if not spec.overwrite and is_finished(out, item.name, item.kind):
+        result.status = "skipped"
+        return result
+    try:
+        n_objects = _segment_and_write(item, spec, out, say)
+    except DiskFull as err:
+        result.reason, result.disk_full = str(err.strerror), True
+    except (ValueError, TypeError) as err:
+        result.reason = _one_line(err)
+    except MemoryError as err:
+        detail = f" ({_one_line(err)})" if str(err) else ""
+        result.reason = (f"out of memory{detail}: use a machine or dask worker with more memory, or a smaller "
+                         "--points-per-batch")
+    except OSError as err:
+        result.reason = f"cannot read or write: {_one_line(err) or type(err).__name__}"
+    except Exception as err:  # a bug met on one input must not cost the others
+        result.reason = f"unexpected error: {type(err).__name__}: {_one_line(err)} (please report it)"
+    else:
+        result.status, result.n_objects = "done", n_objects
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _segment_and_write(item: Input, spec: JobSpec, out: Path, say) -> int:
+    from .readers import open_input
+
+    # 1. Open the input lazily; damaged files are refused here, before the model is asked anything.
+    opened = open_input(item, channel=spec.channel, allow_missing_chunks=spec.allow_missing_chunks)
+    try:
+        spatial = opened.axes.replace("c", "")
+        voxel_size = opened.voxel_size if spec.voxel_size is None else tuple(spec.voxel_size)
+        if voxel_size is not None and len(voxel_size) != len(spatial):
+            raise ValueError(f"--voxel-size has {len(voxel_size)} values but this image has {len(spatial)} axes "
+                             f"({' '.join(spatial)}, shape {tuple(opened.data.shape)}); give "
+                             f"{' '.join(spatial)}")
+        if voxel_size is not None and min(voxel_size) <= 0:
+            raise ValueError(f"--voxel-size must be positive, got {list(voxel_size)}")
+        # 2. Segment: a plane as one image, a stack slice by slice with objects linked through z.
+        generator = generator_for(spec)
+        if opened.axes == "zyx":
+            labels, table = segment_stack_input(opened.data, generator, spec, say)
+        else:
+            labels, table = segment_plane(opened.data, generator, say)
+        # 3. Write the table, then the labels, each whole or not at all.
+        write_results(out, item.name, item.kind, labels, table, voxel_size, opened.ome)
+    finally:
+        opened.close()
+    return len(table)
+
+
+def segment_plane(data, generator, say=None):
+    """Labels and object table of one 2D (or RGB) plane.
+
+    Planes larger than the model's input are where napari_sam.tiles'
+    ``segment_tiled`` takes over (tiles with a halo, objects stitched); until it
+    is wired in here the plane is read whole and segmented as one image.
+    """
+    from ..auto.labels import masks_to_labels
+
+    image = np.asarray(data)
+    shown = set()
+
+    def batches(done: int, total: int) -> None:
+        quarter = 4 * done // max(total, 1)
+        if say is not None and done and quarter not in shown:
+            shown.add(quarter)
+            say(f"  [{done}/{total}] batches of grid points")
+
+    records = generator.generate(image, progress=batches)
+    if not records and say is not None:
+        say("  no masks passed the thresholds: the labels are empty (lower --pred-iou-thresh or "
+            "--stability-score-thresh)")
+    return masks_to_labels(records, image.shape[:2])
+
+
+def segment_stack_input(data, generator, spec: JobSpec, say=None):
+    from ..auto.labels import object_table
+    from ..auto.stack import segment_stack
+
+    def progress(done: int, total: int) -> None:
+        if say is not None and done:
+            say(f"  [{done}/{total}] slices")
+
+    result = segment_stack(data, generator, link_iou=spec.link_iou, min_z_extent=spec.min_z_extent,
+                           progress=progress)
+    return result.labels, object_table(result.labels)
+
+
+def _one_line(message) -> str:
+    return " ".join(str(message).split())
