@@ -6,7 +6,8 @@ model, the precision and the contrast rule, which holds the *whole plane's*
 intensity range. A tile therefore never takes a whole-plane entry or
 another tile's: a different window has different pixels or a different
 shape, hence another key. Its slice index (for messages only) says which
-window it is: ``(*slice_index, "tile", y0, x0, y1, x1)``.
+window it is: ``(*slice_index, y0, x0, y1, x1)`` (a plane's index has no such
+four trailing numbers, and the key's identity does not use it anyway).
 
 A tile embedded once (by a click, by automatic segmentation, by another
 program sharing the store) is read back, not computed again.
@@ -39,7 +40,7 @@ class TileEmbeddings:
         """The embedding key of window ``box`` = (y0, y1, x0, x1) (``pixels``: the window, if already read)."""
         pixels = read_window(self.array, box) if pixels is None else pixels
         y0, y1, x0, x1 = box
-        return slice_key(pixels, (*self.slice_index, "tile", y0, x0, y1, x1), self.engine, self.intensity_range)
+        return slice_key(pixels, (*self.slice_index, y0, x0, y1, x1), self.engine, self.intensity_range)
 
     def get(self, box, pixels=None) -> ImageEmbedding:
         """The embedding of window ``box``: from memory or the store, else computed and kept in both."""

@@ -62,7 +62,7 @@ def segment_tile(array, tile: Tile, generator, plane_shape, *, intensity_range=N
         return TileResult(tile, skipped="constant")
     y0, y1, x0, x1 = tile.box
     records = generator.generate(pixels, intensity_range=intensity_range,
-                                 slice_index=(*tuple(slice_index), "tile", y0, x0, y1, x1))
+                                 slice_index=(*tuple(slice_index), y0, x0, y1, x1))
     return tile_objects(records, tile, plane_shape)
 
 
