@@ -119,3 +119,26 @@ def test_bad_images_get_clear_messages(image, error, message):
 def test_a_segmenter_without_a_model_needs_a_tile_size(truth):
     with pytest.raises(ValueError, match="pass tile="):
         segment_tiled(truth, OracleSegmenter())
+
+
+def test_the_demo_model_segments_tiles_through_the_embedding_store(tmp_path):
+    import torch
+
+    from napari_sam.auto import AutomaticMaskGenerator
+    from napari_sam.embeddings import EmbeddingSource
+    from napari_sam.model import load_model
+    from napari_sam.model.registry import DEMO_AUTO_SETTINGS
+    from napari_sam.synthetic import make_nuclei_2d
+    from napari_sam.volume import EmbeddingStore
+
+    torch.set_num_threads(2)
+    image, truth = make_nuclei_2d((256, 360), n_objects=(30, 30), seed=21, dtype=np.uint16)
+    model, store = load_model("demo"), EmbeddingStore(tmp_path / "store")
+    settings = {**DEMO_AUTO_SETTINGS, "points_per_side": 10}
+    first = AutomaticMaskGenerator(model, source=EmbeddingSource(store=store), **settings)
+    a = segment_tiled(image, first, halo=32)
+    assert len(a.tiling) == 2 and first.source.encoder_calls == 2 and a.n_objects > 0.3 * truth.max()
+    again = AutomaticMaskGenerator(model, source=EmbeddingSource(store=store), **settings)
+    b = segment_tiled(image, again, halo=32)
+    assert again.source.encoder_calls == 0 and again.source.disk_reads == 2
+    assert np.array_equal(a.labels, b.labels)
