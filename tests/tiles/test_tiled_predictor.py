@@ -127,3 +127,12 @@ def test_bad_prompts_say_what_is_wrong(model, scene, kwargs, message):
 def test_predict_before_set_image_is_refused(model):
     with pytest.raises(ValueError, match="set_image"):
         TiledPredictor(model).predict(point_coords=[[1, 1]], point_labels=[1])
+
+
+def test_a_line_of_pixels_is_refused_before_it_is_read(model):
+    from tile_helpers import ReadingSpy
+
+    spy = ReadingSpy(np.zeros((1, 100_000), np.uint16))
+    with pytest.raises(ValueError, match="1 x 100000 pixels"):
+        TiledPredictor(model).set_image(spy)
+    assert spy.reads == []

@@ -98,9 +98,10 @@ class TiledPredictor:
         range to skip it).
         """
         array = check_plane_array(array)
+        tiling = plan_tiles(tuple(array.shape[:2]), self.tile, self.halo)  # a line of pixels fails here, unread
         if intensity_range is None:
             intensity_range = plane_intensity_range(array)
-        self.tiling = plan_tiles(tuple(array.shape[:2]), self.tile, self.halo)
+        self.tiling = tiling
         self._tiles = TileEmbeddings(array, self, source=self.source, intensity_range=intensity_range,
                                      slice_index=slice_index)
         return self.tiling
