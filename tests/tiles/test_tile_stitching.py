@@ -18,7 +18,7 @@ def test_an_oracle_segmenter_gives_back_the_truth_every_object_whole_and_once(tr
     assert len(result.tiling) > 40 and oracle.calls == len(result.tiling)
     assert same_objects(truth, result.labels)
     assert result.n_objects == len(np.unique(truth)) - 1
-    assert result.duplicates == result.overlapped == 0
+    assert result.duplicates == result.overlapped == result.too_large == 0
     assert result.cut > 0  # objects were cut by windows, and each was kept whole by the tile that owns it
 
 
@@ -26,6 +26,7 @@ def test_too_small_a_halo_cuts_objects_in_two_or_loses_them(truth):
     # The test can fail: the halo is what keeps large objects whole.
     result = segment_tiled(truth, OracleSegmenter(), tile=128, halo=4)
     assert not same_objects(truth, result.labels)
+    assert result.too_large > 0 and "raise the halo" in result.summary()
 
 
 def test_the_table_describes_the_written_labels(truth):

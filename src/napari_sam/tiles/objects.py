@@ -50,10 +50,12 @@ class TileResult:
     objects: list[TileObject] = field(default_factory=list)
     cut: int = 0  # objects dropped because they reached an inner border of the window
     elsewhere: int = 0  # whole objects whose centre lies in another tile's core
+    too_large: int = 0  # cut pieces reaching further than the halo into the window: objects larger than the halo
     skipped: str = ""  # why the segmenter did not run ("" when it ran)
 
 
-def segment_tile(array, tile: Tile, generator, plane_shape, *, intensity_range=None, slice_index=()) -> TileResult:
+def segment_tile(array, tile: Tile, generator, plane_shape, *, intensity_range=None, slice_index=(),
+                 halo: int | None = None) -> TileResult:
     """Read ``tile``'s window of ``array``, segment it with ``generator.generate`` and keep the tile's own objects."""
     pixels = read_window(array, tile.box)
     channels = pixels[..., :3] if pixels.ndim == 3 else pixels
@@ -63,11 +65,15 @@ def segment_tile(array, tile: Tile, generator, plane_shape, *, intensity_range=N
     y0, y1, x0, x1 = tile.box
     records = generator.generate(pixels, intensity_range=intensity_range,
                                  slice_index=(*tuple(slice_index), y0, x0, y1, x1))
-    return tile_objects(records, tile, plane_shape)
+    return tile_objects(records, tile, plane_shape, halo=halo)
 
 
-def tile_objects(records, tile: Tile, plane_shape) -> TileResult:
-    """The objects of one tile's masks (generator records or bool masks of the window) that the tile owns."""
+def tile_objects(records, tile: Tile, plane_shape, *, halo: int | None = None) -> TileResult:
+    """The objects of one tile's masks (generator records or bool masks of the window) that the tile owns.
+
+    With ``halo``, a cut piece reaching further than it from the border it touches is counted in
+    ``too_large``: its object is wider than the halo and may be lost or cut (raise the halo).
+    """
     result = TileResult(tile)
     if not len(records):
         return result
@@ -81,8 +87,11 @@ def tile_objects(records, tile: Tile, plane_shape) -> TileResult:
     for row in table:
         k = row["label"]
         ys, xs = slices[k - 1]
-        if (top and ys.start == 0) or (bottom and ys.stop == h) or (left and xs.start == 0) or (right and xs.stop == w):
+        reach = [d for cut, d in ((top and ys.start == 0, ys.stop), (bottom and ys.stop == h, h - ys.start),
+                                  (left and xs.start == 0, xs.stop), (right and xs.stop == w, w - xs.start)) if cut]
+        if reach:
             result.cut += 1
+            result.too_large += halo is not None and max(reach) > halo
             continue
         mask = labels[ys, xs] == k
         rr, cc = np.nonzero(mask)

@@ -44,6 +44,7 @@ class TiledSegmentation:
     duplicates: int = 0  # objects found by two tiles, written once
     overlapped: int = 0  # objects dropped because earlier ones covered most of them
     empty_tiles: int = 0  # constant windows, not segmented
+    too_large: int = 0  # cut pieces wider than the halo: objects that may be lost or cut (raise the halo)
 
     @property
     def n_objects(self) -> int:
@@ -52,7 +53,9 @@ class TiledSegmentation:
     def summary(self) -> str:
         return (f"{self.n_objects} objects from {len(self.tiling)} tiles of {self.tiling.tile} px "
                 f"(halo {self.tiling.halo} px); {self.duplicates} found twice at tile borders and written once, "
-                f"{self.overlapped} dropped as covered by others, {self.empty_tiles} empty tiles")
+                f"{self.overlapped} dropped as covered by others, {self.empty_tiles} empty tiles"
+                + (f"; {self.too_large} cut pieces wider than the halo: objects larger than {self.tiling.halo} px "
+                   "may be lost or cut, raise the halo" if self.too_large else ""))
 
 
 def segment_tiled(array, generator, out=None, *, tile: int | None = None, halo: int | None = None,
@@ -89,8 +92,10 @@ def segment_tiled(array, generator, out=None, *, tile: int | None = None, halo: 
         if should_cancel is not None and should_cancel():
             raise SegmentationCancelled(f"cancelled after {done - 1} of {total} tiles")
         # 3. This tile's own objects ...
-        found = segment_tile(array, t, generator, shape, intensity_range=intensity_range, slice_index=slice_index)
+        found = segment_tile(array, t, generator, shape, intensity_range=intensity_range, slice_index=slice_index,
+                             halo=halo)
         result.cut += found.cut
+        result.too_large += found.too_large
         result.empty_tiles += found.skipped == "constant"
         # 4. ... written where no neighbour wrote them already.
         stitcher.add(found)
