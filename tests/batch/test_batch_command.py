@@ -13,6 +13,7 @@ from batch_helpers import FAST, fingerprint, make_read_only, make_writable, nucl
 import napari_sam.batch.job as job_module
 import napari_sam.batch.outputs as outputs_module
 from napari_sam.cli import main
+from napari_sam.synthetic import make_nuclei_2d
 from napari_sam.writers import read_labels_tiff
 
 
@@ -151,3 +152,25 @@ def test_a_results_folder_inside_an_ome_zarr_input_is_refused(data, tmp_path, ca
     assert main(["segment", str(image), "--out", str(image / "results"), *FAST]) == 2
     assert "lies inside the input" in capsys.readouterr().err
     assert fingerprint(image) == before and not (image / "results").exists()
+
+
+def test_a_plane_much_larger_than_the_model_input_goes_by_tiles(tmp_path, capsys, monkeypatch):
+    import napari_sam.tiles as tiles
+
+    big = make_nuclei_2d((600, 560), n_objects=(20, 24), seed=9)[0]
+    tifffile.imwrite(tmp_path / "mosaic.tif", big)
+    calls = []
+    segment_tiled = tiles.segment_tiled
+    monkeypatch.setattr(tiles, "segment_tiled", lambda *a, **k: calls.append(k) or segment_tiled(*a, **k))
+    # 600 px > 2 x the demo model's 256 px input: tiles of 256 with a 24 px halo
+    assert main(["segment", str(tmp_path / "mosaic.tif"), "--out", str(tmp_path / "tiled"), *FAST,
+                 "--halo", "24"]) == 0
+    assert len(calls) == 1 and calls[0]["halo"] == 24 and "tiles" in capsys.readouterr().err
+    tiled, _ = read_labels_tiff(tmp_path / "tiled" / "mosaic.labels.tif")
+    assert tiled.shape == big.shape and tiled.max() > 0
+    # --tile 0: the plane is shrunk to the model's input whole, as Segment Anything's generator does
+    assert main(["segment", str(tmp_path / "mosaic.tif"), "--out", str(tmp_path / "whole"), *FAST,
+                 "--tile", "0"]) == 0
+    assert len(calls) == 1
+    whole, _ = read_labels_tiff(tmp_path / "whole" / "mosaic.labels.tif")
+    assert whole.shape == big.shape and not np.array_equal(whole, tiled)

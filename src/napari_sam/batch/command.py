@@ -54,6 +54,14 @@ def add_segment_command(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--allow-missing-chunks", action="store_true",
                         help="OME-Zarr: read missing chunk files as the fill value (for writers that leave out "
                         "empty chunks) instead of refusing the input")
+    parser.add_argument("--tile", type=int, default=None, metavar="PIXELS",
+                        help="planes more than twice the model's input on a side are segmented in tiles of this "
+                        "size (default: the model's input; 0: never tile, shrink the plane to the model's input)")
+    parser.add_argument("--halo", type=int, default=None, metavar="PIXELS",
+                        help="tiles: overlap around each tile, at least the largest object's diameter "
+                        "(default: from --object-diameter)")
+    parser.add_argument("--object-diameter", type=float, default=None, metavar="PIXELS",
+                        help="tiles: the largest object's diameter, which sets the halo (default 64)")
     parser.add_argument("--link-iou", type=float, default=0.3, help="stacks: overlap (IoU) that links objects of neighbouring slices")
     parser.add_argument("--min-z-extent", type=int, default=1, help="stacks: remove objects spanning fewer slices")
     parser.add_argument("--overwrite", action="store_true", help="segment inputs whose outputs already exist again")
@@ -93,7 +101,8 @@ def run_segment(args: argparse.Namespace, out=None, job=None) -> int:
                        link_iou=args.link_iou, min_z_extent=args.min_z_extent,
                        voxel_size=None if args.voxel_size is None else tuple(args.voxel_size), channel=args.channel,
                        allow_missing_chunks=args.allow_missing_chunks, overwrite=args.overwrite,
-                       torch_threads=local_threads(args.workers) if args.workers else None)
+                       torch_threads=local_threads(args.workers) if args.workers else None,
+                       tile=args.tile, halo=args.halo, object_diameter=args.object_diameter)
         if distributed:
             _check_model_name(spec.model)
     except (ValueError, TypeError, OSError) as err:

@@ -44,6 +44,9 @@ class JobSpec:
     allow_missing_chunks: bool = False
     overwrite: bool = False
     torch_threads: int | None = None  # per worker process, so that workers do not fight over the cores
+    tile: int | None = None  # large planes: tile side in pixels (None: the model's input; 0: never tile)
+    halo: int | None = None  # overlap kept around each tile's core (None: from the object diameter)
+    object_diameter: float | None = None  # largest object, pixels: sets the halo
 
     def model_key(self) -> tuple:
         return (self.model, self.device, self.precision, self.settings, self.cache, self.no_cache)
@@ -132,7 +135,7 @@ def _segment_and_write(item: Input, spec: JobSpec, out: Path, say) -> int:
         if opened.axes == "zyx":
             labels, table = segment_stack_input(opened.data, generator, spec, say)
         else:
-            labels, table = segment_plane(opened.data, generator, say)
+            labels, table = segment_plane(opened.data, generator, say, spec)
         # 3. Write the table, then the labels, each whole or not at all.
         write_results(out, item.name, item.kind, labels, table, voxel_size, opened.ome)
     finally:
@@ -140,15 +143,27 @@ def _segment_and_write(item: Input, spec: JobSpec, out: Path, say) -> int:
     return len(table)
 
 
-def segment_plane(data, generator, say=None):
+# A plane more than this many times the model's input on its longest side is segmented by tiles:
+# shrunk to the input whole, its objects would lose more than half their size in pixels.
+TILE_ABOVE = 2
+
+
+def segment_plane(data, generator, say=None, spec: JobSpec | None = None):
     """Labels and object table of one 2D (or RGB) plane.
 
-    Planes larger than the model's input are where napari_sam.tiles'
-    ``segment_tiled`` takes over (tiles with a halo, objects stitched); until it
-    is wired in here the plane is read whole and segmented as one image.
+    A plane more than :data:`TILE_ABOVE` times the model's input on its
+    longest side goes by tiles with a halo (napari_sam.tiles: read lazily
+    tile by tile, objects stitched across tile borders, none cut or counted
+    twice); ``spec.tile`` sets the tile (0: never tile), ``spec.halo`` or
+    ``spec.object_diameter`` the halo. Other planes are segmented as one
+    image, exactly as Segment Anything's generator does.
     """
     from ..auto.labels import masks_to_labels
 
+    spec = spec or JobSpec()
+    side = int(generator.predictor.model.image_size)
+    if spec.tile != 0 and (spec.tile is not None or max(data.shape[:2]) > TILE_ABOVE * side):
+        return _segment_by_tiles(data, generator, spec, say)
     image = np.asarray(data)
     shown = set()
 
@@ -163,6 +178,24 @@ def segment_plane(data, generator, say=None):
         say("  no masks passed the thresholds: the labels are empty (lower --pred-iou-thresh or "
             "--stability-score-thresh)")
     return masks_to_labels(records, image.shape[:2])
+
+
+def _segment_by_tiles(data, generator, spec: JobSpec, say=None):
+    from ..tiles import segment_tiled
+
+    shown = set()
+
+    def progress(done: int, total: int) -> None:
+        tenth = 10 * done // max(total, 1)
+        if say is not None and done and tenth not in shown:
+            shown.add(tenth)
+            say(f"  [{done}/{total}] tiles")
+
+    result = segment_tiled(data, generator, tile=spec.tile, halo=spec.halo, object_diameter=spec.object_diameter,
+                           progress=progress)
+    if say is not None:
+        say("  " + result.summary().replace("\n", "\n  "))
+    return np.asarray(result.labels), result.table
 
 
 def segment_stack_input(data, generator, spec: JobSpec, say=None):
