@@ -16,6 +16,7 @@ import numpy as np
 
 from ..auto.labels import masks_to_labels
 from ..auto.metrics import mean_segmentation_accuracy
+from ..auto.settings import AutoSettings
 
 GRID = {
     "pred_iou_thresh": (0.5, 0.6, 0.7, 0.8, 0.88),
@@ -37,7 +38,10 @@ def tune_auto_settings(generator, grids, truths, base: dict | None = None, grid:
     """The settings (``base`` with the grid's thresholds) of the highest mean mSA over the images."""
     if len(grids) != len(truths) or not grids:
         raise ValueError(f"tuning needs one decoded grid per labelled image, got {len(grids)} and {len(truths)}")
-    base = dict(base or {})
+    # The base's thresholds written out (Segment Anything's defaults where it has none), so the
+    # result always names every tuned setting.
+    defaults = AutoSettings()
+    base = {**{name: getattr(defaults, name) for name in grid}, **dict(base or {})}
     best, best_score = base, -1.0
     for settings in candidates(base, grid):
         changes = {k: v for k, v in settings.items() if k in grid or k == "min_mask_region_area"}
