@@ -39,6 +39,12 @@ class Oracle:
         scores = np.array([0.1, 0.9, 0.2][:n])
         return masks, scores, np.where(masks, 5.0, -5.0).astype(np.float32)[:, ::4, ::4]
 
+    def predict_objects(self, point_coords, point_labels, mask_input=None, multimask_output=True):
+        """SamPredictor.predict_objects' interface: one ``predict`` per object, stacked."""
+        answers = [self.predict(point_coords[k], point_labels[k], None if mask_input is None else mask_input[k],
+                                multimask_output) for k in range(len(point_coords))]
+        return tuple(np.stack(part) for part in zip(*answers))
+
 
 def test_first_click_is_at_the_centre_of_the_object():
     target = rectangle((40, 40), 10, 21, 5, 16)  # 11 x 11, centre (10, 15)
@@ -97,6 +103,10 @@ def test_an_accepted_proposal_costs_no_click_and_the_scores_say_so():
     assert [r.noc() for r in results] == [0, 2]
     scores = summarise([ImageResult(truth, proposals, results, 0.25)])
     assert scores == {"one_click_iou": 0.5, "noc90": 1.0, "accepted_share": 0.5, "msa": 0.25, "objects": 2}
+    # A labelling session does not click what it accepted.
+    oracle = Oracle(truth, halves=1)
+    labelling = annotate_image(oracle, truth, proposals, click_accepted=False)
+    assert [r.ious for r in labelling] == [[], [0.5, 1.0]] and len(oracle.calls) == 2
 
 
 def test_the_annotated_labels_hold_accepted_clicked_and_hand_painted_masks():
@@ -114,3 +124,26 @@ def test_the_annotated_labels_hold_accepted_clicked_and_hand_painted_masks():
     assert np.array_equal(labels == 3, truth == 3)  # the true mask
     with pytest.raises(ValueError, match="2D masks"):
         next_click(np.zeros((3, 3)), np.zeros((4, 4)))
+
+
+def test_the_predictor_decodes_several_objects_as_one_at_a_time():
+    import torch
+
+    from napari_sam.model.build import build_sam, tiny_config
+    from napari_sam.model.predictor import SamPredictor
+
+    torch.manual_seed(0)
+    predictor = SamPredictor(build_sam(tiny_config(64)).eval(), precision="fp32")
+    predictor.set_image(np.random.default_rng(0).integers(0, 255, (48, 64), dtype=np.uint8))
+    points = np.array([[[10.0, 12.0], [30.0, 20.0]], [[50.0, 40.0], [5.0, 5.0]]])
+    labels = np.array([[1, 0], [1, 1]])
+    logits = np.random.default_rng(1).normal(size=(2, 1, 16, 16)).astype(np.float32)
+    masks, iou, low = predictor.predict_objects(points, labels, mask_input=logits, multimask_output=False)
+    for k in range(2):
+        m, s, lr = predictor.predict(point_coords=points[k], point_labels=labels[k], mask_input=logits[k],
+                                     multimask_output=False)
+        assert np.array_equal(masks[k], m)
+        np.testing.assert_allclose(iou[k], s, atol=1e-5)
+        np.testing.assert_allclose(low[k], lr, atol=1e-4)
+    with pytest.raises(ValueError, match="mask_input must be"):
+        predictor.predict_objects(points, labels, mask_input=logits[:1])

@@ -81,30 +81,52 @@ def next_click(predicted: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, i
 def click_object(predictor, target: np.ndarray, label: int = 1, max_clicks: int = MAX_CLICKS,
                  goal: float = IOU_GOAL) -> ObjectResult:
     """Click one object on the predictor's current image until IoU >= ``goal`` or ``max_clicks``."""
-    target = np.asarray(target, bool)
-    if not target.any():
-        raise ValueError(f"object {label} is empty: there is nothing to click")
-    result = ObjectResult(label)
-    points, labels = [], []
-    shown = np.zeros_like(target)
-    logits = None
-    while len(result.ious) < max_clicks:
-        click = next_click(shown, target)
-        if click is None:  # nothing wrong left (IoU 1): the goal was reached before
+    return click_objects(predictor, [target], [label], max_clicks, goal)[0]
+
+
+def click_objects(predictor, targets, labels, max_clicks: int = MAX_CLICKS, goal: float = IOU_GOAL) -> list[ObjectResult]:
+    """Click several objects of the predictor's current image, each as :func:`click_object` would.
+
+    Every object still short of the goal gets its next click in the same
+    round, so all of them hold the same number of points and are decoded
+    together (``predictor.predict_objects``): a few decoder calls per round
+    instead of one per object.
+    """
+    targets = [np.asarray(t, bool) for t in targets]
+    for t, label in zip(targets, labels):
+        if not t.any():
+            raise ValueError(f"object {label} is empty: there is nothing to click")
+    results = [ObjectResult(int(label)) for label in labels]
+    shown = [np.zeros_like(t) for t in targets]
+    points = [[] for _ in targets]
+    logits = [None] * len(targets)
+    active = list(range(len(targets)))
+    for click in range(max_clicks):
+        # 1. Each open object's next click, at the centre of its largest error.
+        still = []
+        for i in active:
+            found = next_click(shown[i], targets[i])
+            if found is not None:  # None: nothing wrong left (IoU 1)
+                points[i].append(found)
+                still.append(i)
+        active = still
+        if not active:
             break
-        points.append(click[0])
-        labels.append(click[1])
-        first = logits is None
-        masks, scores, low_res = predictor.predict(
-            point_coords=np.array(points), point_labels=np.array(labels),
-            mask_input=None if first else logits, multimask_output=first)
-        best = int(np.argmax(scores)) if first else 0
-        shown, logits = np.asarray(masks[best], bool), low_res[best][None]
-        result.ious.append(mask_iou(shown, target))
-        if result.ious[-1] >= goal:
-            break
-    result.mask = shown
-    return result
+        # 2. All of them decoded at once: three candidates after the first click, then the previous answer fed back.
+        first = click == 0
+        masks, scores, low_res = predictor.predict_objects(
+            np.array([[p for p, _ in points[i]] for i in active], np.float64),
+            np.array([[lab for _, lab in points[i]] for i in active], np.int64),
+            mask_input=None if first else np.stack([logits[i] for i in active]), multimask_output=first)
+        # 3. What the user sees, and whether it is good enough.
+        for j, i in enumerate(active):
+            best = int(np.argmax(scores[j])) if first else 0
+            shown[i], logits[i] = np.asarray(masks[j, best], bool), low_res[j, best][None]
+            results[i].ious.append(mask_iou(shown[i], targets[i]))
+        active = [i for i in active if results[i].ious[-1] < goal]
+    for r, mask in zip(results, shown):
+        r.mask = mask
+    return results
 
 
 def accepted_objects(truth: np.ndarray, proposals: np.ndarray, goal: float = IOU_GOAL) -> set[int]:
@@ -118,17 +140,20 @@ def accepted_objects(truth: np.ndarray, proposals: np.ndarray, goal: float = IOU
 
 
 def annotate_image(predictor, truth: np.ndarray, proposals: np.ndarray | None = None,
-                   max_clicks: int = MAX_CLICKS) -> list[ObjectResult]:
-    """Every true object of ``truth`` on the predictor's current image: accepted or clicked (see the module)."""
+                   max_clicks: int = MAX_CLICKS, click_accepted: bool = True) -> list[ObjectResult]:
+    """Every true object of ``truth`` on the predictor's current image: accepted or clicked (see the module).
+
+    ``click_accepted=False`` leaves accepted objects unclicked (no one-click
+    IoU for them), as a labelling session would: only scoring needs them clicked.
+    """
     truth = np.asarray(truth)
     accepted = accepted_objects(truth, proposals) if proposals is not None else set()
-    results = []
-    for label in np.unique(truth):
-        if label == 0:
-            continue
-        r = click_object(predictor, truth == label, int(label), max_clicks)
-        r.accepted = int(label) in accepted
-        results.append(r)
+    ids = [int(i) for i in np.unique(truth) if i != 0]
+    clicked = [i for i in ids if click_accepted or i not in accepted]
+    by_id = {r.label: r for r in click_objects(predictor, [truth == i for i in clicked], clicked, max_clicks)}
+    results = [by_id.get(i, ObjectResult(i)) for i in ids]
+    for r in results:
+        r.accepted = r.label in accepted
     return results
 
 
