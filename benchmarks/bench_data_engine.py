@@ -201,7 +201,7 @@ def main():
     p.add_argument("--images-per-round", type=int, default=10)
     p.add_argument("--held-out", type=int, default=3, help="held-out tissue images")
     p.add_argument("--nuclei", type=int, default=1, help="generated nuclei images to check the demo domain")
-    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--steps", type=int, default=200)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--budget", type=float, default=12.0, help="start no new stage after this many minutes")
