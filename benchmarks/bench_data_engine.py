@@ -156,7 +156,7 @@ class Engine:
 
         train(TrainOptions(out=out, data=str(self.work / "data"), init=self.model_path(r - 1), steps=a.steps,
                            batch_size=a.batch_size, lr=a.lr, device="cpu", log_every=max(1, a.steps // 10),
-                           overwrite=True), log=log)
+                           overwrite=True, replay=a.replay), log=log)
         wall, cpu = (time.perf_counter() - t0) / 60, (cpu_seconds() - c0) / 60 / THREADS
         self.say(f"round {r}: fine-tuned {a.steps} steps on {len(list((self.work / 'data' / 'labels').iterdir()))} "
                  f"labelled images in {wall:.1f} min wall-clock, {cpu:.1f} CPU-min per thread (load {load_average()})")
@@ -204,6 +204,7 @@ def main():
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--replay", type=float, default=0.0, help="share of training samples drawn from generated nuclei")
     p.add_argument("--budget", type=float, default=12.0, help="start no new stage after this many minutes")
     p.add_argument("--quick", action="store_true", help="a small run for development")
     args = p.parse_args()

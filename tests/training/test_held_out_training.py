@@ -91,3 +91,22 @@ def test_held_out_needs_a_folder_of_several_images_and_a_share(tmp_path, problem
     share = 1.5 if problem == "share" else 0.2
     with pytest.raises(ValueError, match=message):
         train(options(tmp_path, data, held_out=share), log=lambda line: None)
+
+
+def test_replay_mixes_generated_nuclei_into_the_samples(tmp_path):
+    from napari_sam.training.replay import MixedSource
+
+    class Named:
+        def __init__(self, name):
+            self.description, self.name = name, name
+
+        def draw(self, rng):
+            return self.name, None
+
+    mixed = MixedSource(Named("mine"), 0.25, generated=Named("nuclei"))
+    rng = np.random.default_rng(0)
+    drawn = [mixed.draw(rng)[0] for _ in range(2000)]
+    assert 0.2 < drawn.count("nuclei") / len(drawn) < 0.3
+    assert "25 % of samples generated nuclei" in mixed.description
+    with pytest.raises(ValueError, match="--replay"):
+        train(options(tmp_path, "generated", replay=1.0), log=lambda line: None)

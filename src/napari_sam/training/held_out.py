@@ -109,6 +109,7 @@ def provenance(options, held_names) -> dict:
         "steps": int(options.steps),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "held_out": list(held_names),
+        "replay": float(getattr(options, "replay", 0.0)),
     }
 
 

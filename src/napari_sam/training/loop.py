@@ -28,6 +28,7 @@ from . import checkpoints
 from .config import training_config
 from .data import draw_prepared, encoder_batch, open_source
 from .held_out import HeldOut, check_report_path, provenance, write_report
+from .replay import MixedSource
 from .initial import describe_config, initial_model, same_architecture
 from .interactive import interactive_loss, select_objects
 from .memory import keep_freed_memory
@@ -77,6 +78,7 @@ class TrainOptions:
     # before and after it (see .held_out); 0: train on all of them.
     held_out: float = 0.0
     report: str | Path | None = None  # JSON file of the held-out scores, written at the end
+    replay: float = 0.0  # share of the samples drawn from generated nuclei (see .replay)
 
 
 @dataclass
@@ -109,6 +111,8 @@ def _check_options(o: TrainOptions) -> None:
         raise ValueError(f"--precision must be one of {', '.join(TRAINING_PRECISIONS)}, got {o.precision!r}")
     if not (isinstance(o.held_out, (int, float)) and not isinstance(o.held_out, bool) and 0 <= o.held_out < 1):
         raise ValueError(f"--held-out must be a share of the labelled images in [0, 1) (0: none), got {o.held_out!r}")
+    if not (isinstance(o.replay, (int, float)) and not isinstance(o.replay, bool) and 0 <= o.replay < 1):
+        raise ValueError(f"--replay must be a share of the samples in [0, 1) (0: none), got {o.replay!r}")
     if o.resume and o.restart:
         raise ValueError("--resume and --restart contradict each other; pass one of them")
 
@@ -179,6 +183,8 @@ def train(options: TrainOptions, log=print) -> TrainResult:
     held = HeldOut(source, o.held_out) if o.held_out else None
     if held is not None:
         source = held.training_source
+    if o.replay:
+        source = MixedSource(source, o.replay)
     resumed = None
     if partial.exists():
         resumed = checkpoints.load_training_state(partial)
