@@ -5,6 +5,7 @@ import torch
 from helpers import read_only_folder
 
 from napari_sam.model.build import build_sam
+from napari_sam.model.checkpoint import read_state_dict
 from napari_sam.model.zoo import load_model
 from napari_sam.training import TrainingInterrupted, TrainOptions, train, training_config
 from napari_sam.training.checkpoints import KEEP_FLOAT32, partial_path
@@ -38,7 +39,7 @@ def test_tiny_run_writes_a_model_that_load_model_reads(tmp_path):
 def test_half_precision_file_loads_into_float32_model(tmp_path):
     out = tmp_path / "half.pt"
     train(tiny_options(out, steps=1, half=True), log=quiet)
-    state = torch.load(out, weights_only=True)
+    state = read_state_dict(out)
     for key, value in state.items():
         if value.is_floating_point():
             assert value.dtype == (torch.float32 if key in KEEP_FLOAT32 else torch.float16), key
@@ -81,7 +82,7 @@ def test_interrupted_run_resumes_from_the_saved_step(tmp_path):
     # Same seed without interruption: the very same weights.
     straight = tmp_path / "straight.pt"
     train(tiny_options(straight, steps=4), log=quiet)
-    a, b = torch.load(out, weights_only=True), torch.load(straight, weights_only=True)
+    a, b = read_state_dict(out), read_state_dict(straight)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
 
@@ -120,7 +121,7 @@ def test_init_from_a_checkpoint_continues_its_weights(tmp_path):
     torch.save(start.state_dict(), ckpt)
     out = tmp_path / "m.pt"
     train(tiny_options(out, size=None, init=str(ckpt), steps=1, lr=1e-9), log=quiet)
-    trained = torch.load(out, weights_only=True)
+    trained = read_state_dict(out)
     key = "image_encoder.patch_embed.proj.weight"
     torch.testing.assert_close(trained[key], start.state_dict()[key], atol=1e-6, rtol=0)
 
@@ -130,7 +131,7 @@ def test_bf16_run_keeps_float32_weights(tmp_path):
     out = tmp_path / "model.pt"
     train(tiny_options(out, precision="bf16"), log=lines.append)
     assert "computing in bf16" in lines[0]
-    saved = torch.load(out, weights_only=True)
+    saved = read_state_dict(out)
     # bf16 is for the products only: what is learnt is kept (and written) at full precision.
     assert {v.dtype for v in saved.values() if v.is_floating_point()} == {torch.float32}
 
@@ -194,7 +195,7 @@ def test_position_scale_sharpens_the_click_code_of_a_new_model(tmp_path):
     torch.manual_seed(3)  # the seed of tiny_options: the same random start
     start = build_sam(training_config("tiny"))
     key = "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"
-    saved = torch.load(out, weights_only=True)[key]
+    saved = read_state_dict(out)[key]
     torch.testing.assert_close(saved, 4.0 * start.state_dict()[key])
     with pytest.raises(ValueError, match="--position-scale"):
         train(tiny_options(tmp_path / "n.pt", position_scale=0.0), log=quiet)

@@ -205,6 +205,40 @@ class SamPredictor:
                               multimask_output=multimask_output) for i in range(0, len(points), per_call)]
         return torch.cat([p[0] for p in parts]).cpu(), torch.cat([p[1] for p in parts]).cpu()
 
+    def predict_objects(self, point_coords, point_labels, mask_input=None, multimask_output: bool = True):
+        """``predict`` for B objects at once, each with its own N points and, optionally, mask prompt.
+
+        point_coords (B, N, 2) as (x, y) pixels, point_labels (B, N),
+        mask_input (B, 1, h, w) low-res logits or None. Returns numpy (masks
+        [B, C, H, W] bool, iou [B, C], low-res logits [B, C, h, w]): the numbers
+        of B ``predict`` calls in a few decoder calls (the simulated annotator
+        clicks every object of an image this way).
+        """
+        multimask_output = check_flag(multimask_output, "multimask_output")
+        emb = self._require_embedding()
+        coords, labels = np.asarray(point_coords, dtype=np.float64), np.asarray(point_labels)
+        if coords.ndim != 3 or coords.shape[-1] != 2 or labels.shape != coords.shape[:2]:
+            raise ValueError(f"point_coords must be (objects, points, 2) and point_labels (objects, points), got "
+                             f"shapes {coords.shape} and {labels.shape}")
+        check_points(coords.reshape(-1, 2), labels.reshape(-1), emb.original_size)
+        points = torch.as_tensor(self.to_input_coords(coords, emb), dtype=torch.float32, device=self.device)
+        labels = torch.as_tensor(labels, dtype=torch.int64, device=self.device)
+        masks = None
+        if mask_input is not None:
+            masks = np.asarray(mask_input, dtype=np.float32)
+            if masks.shape != (len(coords), 1, *self.model.prompt_encoder.mask_input_size):
+                raise ValueError(f"mask_input must be (objects, 1, {', '.join(map(str, self.model.prompt_encoder.mask_input_size))}), "
+                                 f"got shape {masks.shape}")
+            masks = torch.as_tensor(masks, device=self.device)
+        per_call = max(1, DECODE_BATCH_ELEMENTS // emb.features[0].numel())
+        parts = [self._decode(emb, points[i : i + per_call], labels[i : i + per_call], None,
+                              None if masks is None else masks[i : i + per_call], multimask_output=multimask_output)
+                 for i in range(0, len(points), per_call)]
+        low_res, iou = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        with torch.inference_mode():
+            shown = masks_at_original_size(low_res, self.model.image_size, emb.input_size, emb.original_size)
+        return shown.numpy(), iou.cpu().numpy(), low_res.cpu().numpy()
+
     def _prepare_prompts(self, emb, point_coords, point_labels, box, mask_input):
         H, W = emb.original_size
         points = labels = boxes = masks = None

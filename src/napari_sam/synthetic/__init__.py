@@ -24,8 +24,9 @@ Same seed, same arguments: identical output.
 
 Where each step lives: :mod:`.shapes` (step 1 and 2: where objects sit, what
 shape they have, the labels painted from them), :mod:`.imaging` (steps 3 to 5:
-stain texture, optics, illumination, noise, grey levels), :mod:`.nuclei` and
-:mod:`.cells` (the generators), :mod:`.training_pairs` (a stream of varied
+stain texture, optics, illumination, noise, grey levels), :mod:`.nuclei`,
+:mod:`.cells` and :mod:`.tissue` (the generators; tissue is a domain the demo
+model never saw), :mod:`.training_pairs` (a stream of varied
 images for training) and :mod:`.checks` (argument checks with clear errors).
 """
 
@@ -33,6 +34,7 @@ images for training) and :mod:`.checks` (argument checks with clear errors).
 from .cells import make_cells_2d
 from .checks import SUPPORTED_DTYPES
 from .nuclei import make_nuclei_2d, make_nuclei_3d
+from .tissue import make_tissue_2d
 from .training_pairs import iter_training_pairs
 
 __all__ = [
@@ -40,5 +42,6 @@ __all__ = [
     "make_nuclei_2d",
     "make_nuclei_3d",
     "make_cells_2d",
+    "make_tissue_2d",
     "iter_training_pairs",
 ]

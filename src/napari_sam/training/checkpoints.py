@@ -128,3 +128,13 @@ def load_training_state(path: Path) -> dict:
     if not isinstance(state, dict) or state.get("format") != TRAINING_FORMAT:
         raise ValueError(f"{path} is not a training checkpoint of this program; delete it or pass --restart")
     return state
+
+
+def read_provenance(path) -> dict:
+    """Where a model file written by ``train`` came from (base model, data, steps, date, held-out images), or {}."""
+    try:
+        content = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception:
+        return {}  # not ours to judge here: loading the model reports a broken file
+    found = content.get("provenance") if isinstance(content, dict) else None
+    return dict(found) if isinstance(found, dict) else {}

@@ -27,6 +27,8 @@ from ..auto.recommended import recommended_settings, with_auto_settings
 from . import checkpoints
 from .config import training_config
 from .data import draw_prepared, encoder_batch, open_source
+from .held_out import HeldOut, check_report_path, provenance, write_report
+from .replay import MixedSource
 from .initial import describe_config, initial_model, same_architecture
 from .interactive import interactive_loss, select_objects
 from .memory import keep_freed_memory
@@ -72,6 +74,11 @@ class TrainOptions:
     full_size_loss: float = 0.0
     save_every: int = 50
     log_every: int = 10
+    # Share of a folder's labelled images held out from training and scored
+    # before and after it (see .held_out); 0: train on all of them.
+    held_out: float = 0.0
+    report: str | Path | None = None  # JSON file of the held-out scores, written at the end
+    replay: float = 0.0  # share of the samples drawn from generated nuclei (see .replay)
 
 
 @dataclass
@@ -102,6 +109,10 @@ def _check_options(o: TrainOptions) -> None:
         raise ValueError(f"box_fraction must lie in [0, 1], got {o.box_fraction}")
     if o.precision not in TRAINING_PRECISIONS:
         raise ValueError(f"--precision must be one of {', '.join(TRAINING_PRECISIONS)}, got {o.precision!r}")
+    if not (isinstance(o.held_out, (int, float)) and not isinstance(o.held_out, bool) and 0 <= o.held_out < 1):
+        raise ValueError(f"--held-out must be a share of the labelled images in [0, 1) (0: none), got {o.held_out!r}")
+    if not (isinstance(o.replay, (int, float)) and not isinstance(o.replay, bool) and 0 <= o.replay < 1):
+        raise ValueError(f"--replay must be a share of the samples in [0, 1) (0: none), got {o.replay!r}")
     if o.resume and o.restart:
         raise ValueError("--resume and --restart contradict each other; pass one of them")
 
@@ -167,7 +178,13 @@ def train(options: TrainOptions, log=print) -> TrainResult:
     if device.type == "cpu":
         keep_freed_memory()
     compute_dtype = pick_precision(o.precision, device)
+    report = check_report_path(o.report) if o.report is not None else None
     source = open_source(o.data)
+    held = HeldOut(source, o.held_out) if o.held_out else None
+    if held is not None:
+        source = held.training_source
+    if o.replay:
+        source = MixedSource(source, o.replay)
     resumed = None
     if partial.exists():
         resumed = checkpoints.load_training_state(partial)
@@ -191,6 +208,11 @@ def train(options: TrainOptions, log=print) -> TrainResult:
                 model.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix.mul_(o.position_scale)
     # Room for the resumable state, checked now rather than when the first save fails.
     checkpoints.check_writable_folder(out.parent, needed_bytes=checkpoints.run_bytes(model))
+    base_settings = recommended_settings(name=str(o.init)) if o.init not in (None, "none") else {}
+    if held is not None:
+        # Scored as the run started from it, also when this session resumes a run.
+        base = model if resumed is None else _base_model(o)
+        held.evaluate("before", base.to(device), base_settings, log)
     model.to(device).train()
 
     optimizer = torch.optim.AdamW(_param_groups(model, o.weight_decay), lr=o.lr, betas=(0.9, 0.999))
@@ -211,6 +233,7 @@ def train(options: TrainOptions, log=print) -> TrainResult:
         + (", computing in bf16" if compute_dtype == torch.bfloat16 else "")
     )
     run = _Run(o, model, optimizer, cfg, rng, partial, start)
+    run.held, run.base_settings = held, base_settings
     try:
         with stop_requests_interrupt():
             run.steps(source, compute_dtype, device, log)
@@ -224,7 +247,17 @@ def train(options: TrainOptions, log=print) -> TrainResult:
             partial,
             signal_number=getattr(err, "signal_number", signal.SIGINT),
         ) from None
-    return run.write_model(out, log)
+    result = run.write_model(out, log)
+    if report is not None:
+        write_report(report, held, o.steps, result.seconds / 60)
+        log(f"wrote the report {report}")
+    return result
+
+
+def _base_model(o: TrainOptions):
+    """The model a resumed run started from, rebuilt to score it."""
+    torch.manual_seed(o.seed)
+    return initial_model(o.init, o.size)[0]
 
 
 class _Run:
@@ -236,6 +269,7 @@ class _Run:
         self.done = start  # steps whose update is in the weights
         self.loss_avg = self.miou_avg = self.miou1_avg = None
         self.t0 = time.perf_counter()
+        self.held, self.base_settings = None, {}
 
     def save_state(self) -> None:
         o = self.o
@@ -295,11 +329,17 @@ class _Run:
         if out.exists() and not o.overwrite:  # appeared while we trained
             self.save_state()
             raise ValueError(f"{out} appeared during training; the run is kept in {self.partial}, pass --overwrite")
+        seconds = time.perf_counter() - self.t0  # training time; scoring the held-out images follows
         # A fine-tuned model starts from its base's automatic settings (segment everything),
-        # kept in the file so the SAM Everything dock and `segment` find them.
-        settings = recommended_settings(name=str(o.init)) if o.init not in (None, "none") else {}
+        # or those tuned for it on the held-out images, kept in the file so the SAM
+        # Everything dock and `segment` find them; with them, where the model came from.
+        settings = self.base_settings
+        if self.held is not None:
+            settings = self.held.evaluate("after", model, settings, log)
+        content = with_auto_settings(weights, settings)
+        content["provenance"] = provenance(o, self.held.names if self.held is not None else [])
         try:
-            checkpoints.save_atomic(with_auto_settings(weights, settings) if settings else weights, out)
+            checkpoints.save_atomic(content, out)
         except OSError as err:
             # Keep the finished run: the same command then only writes the model.
             try:
@@ -312,9 +352,10 @@ class _Run:
             ) from None
         if self.partial.exists():
             self.partial.unlink()
-        seconds = time.perf_counter() - self.t0
-        log(f"saved {out} after {o.steps} steps ({_format_eta(seconds)} this session)"
-            + (f"; automatic settings of {o.init} recorded in it" if settings else ""))
+        tuned = self.held is not None
+        log(f"saved {out} after {o.steps} steps ({_format_eta(seconds)} of training this session)"
+            + ("; automatic settings tuned on the held-out images recorded in it" if tuned
+               else f"; automatic settings of {o.init} recorded in it" if settings else ""))
         nan = float("nan")
         return TrainResult(out, cfg, o.steps, seconds, self.loss_avg if self.loss_avg is not None else nan,
                            self.miou_avg if self.miou_avg is not None else nan)
