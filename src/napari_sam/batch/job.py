@@ -165,34 +165,31 @@ def segment_plane(data, generator, say=None, spec: JobSpec | None = None):
     if spec.tile != 0 and (spec.tile is not None or max(data.shape[:2]) > TILE_ABOVE * side):
         return _segment_by_tiles(data, generator, spec, say)
     image = np.asarray(data)
-    shown = set()
-
-    def batches(done: int, total: int) -> None:
-        quarter = 4 * done // max(total, 1)
-        if say is not None and done and quarter not in shown:
-            shown.add(quarter)
-            say(f"  [{done}/{total}] batches of grid points")
-
-    records = generator.generate(image, progress=batches)
+    records = generator.generate(image, progress=_progress_lines(say, 4, "batches of grid points"))
     if not records and say is not None:
         say("  no masks passed the thresholds: the labels are empty (lower --pred-iou-thresh or "
             "--stability-score-thresh)")
     return masks_to_labels(records, image.shape[:2])
 
 
-def _segment_by_tiles(data, generator, spec: JobSpec, say=None):
-    from ..tiles import segment_tiled
-
+def _progress_lines(say, parts: int, what: str):
+    """A progress callback that says "[done/total] what" ``parts`` times in a run, not at every step."""
     shown = set()
 
     def progress(done: int, total: int) -> None:
-        tenth = 10 * done // max(total, 1)
-        if say is not None and done and tenth not in shown:
-            shown.add(tenth)
-            say(f"  [{done}/{total}] tiles")
+        part = parts * done // max(total, 1)
+        if say is not None and done and part not in shown:
+            shown.add(part)
+            say(f"  [{done}/{total}] {what}")
+
+    return progress
+
+
+def _segment_by_tiles(data, generator, spec: JobSpec, say=None):
+    from ..tiles import segment_tiled
 
     result = segment_tiled(data, generator, tile=spec.tile, halo=spec.halo, object_diameter=spec.object_diameter,
-                           progress=progress)
+                           progress=_progress_lines(say, 10, "tiles"))
     if say is not None:
         say("  " + result.summary().replace("\n", "\n  "))
     return np.asarray(result.labels), result.table
