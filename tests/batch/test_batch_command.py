@@ -70,11 +70,11 @@ def test_bad_files_are_listed_with_their_reasons_and_never_stop_the_others(data,
     (data / "day1" / "v4.ome.zarr" / "0" / "1" / "0" / "1").unlink()
     real = job_module.segment_plane
 
-    def out_of_memory_on_v5(image, generator, say=None):
+    def out_of_memory_on_v5(image, generator, say=None, spec=None):
         if np.asarray(image).shape == (64, 64) and np.asarray(image).mean() == np.asarray(zarr.open_array(
                 str(data / "v5.zarr" / "0"), mode="r")).mean():
             raise MemoryError("cannot allocate 1.2 GiB")
-        return real(image, generator, say)
+        return real(image, generator, say, spec)
 
     monkeypatch.setattr(job_module, "segment_plane", out_of_memory_on_v5)
     assert main(["segment", str(data), "--out", str(tmp_path / "out"), *FAST, "--quiet"]) == 1
@@ -135,7 +135,7 @@ def test_a_full_disk_keeps_no_half_output_and_stops_the_run(data, tmp_path, caps
 
 
 def test_an_unexpected_error_on_one_input_fails_only_that_input(data, tmp_path, capsys, monkeypatch):
-    def broken_on_small(image, generator, say=None):
+    def broken_on_small(image, generator, say=None, spec=None):
         raise RuntimeError("a bug met on this plane")
 
     monkeypatch.setattr(job_module, "segment_plane", broken_on_small)
