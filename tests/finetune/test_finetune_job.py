@@ -280,3 +280,16 @@ def test_a_real_error_of_train_is_the_message(series):
     state = job.state()
     assert state.phase == "failed" and state.error == "--lr must be a positive number, got -1.0"
     assert leftovers(series / "models") == []
+
+
+def test_the_demo_family_keeps_generated_nuclei_in_its_fine_tuning(series):
+    from napari_sam.finetune.job import FineTuneJob
+
+    def command(base):
+        job = FineTuneJob(series, base, steps=2)
+        job.out = Path(series) / "models" / "x.pt"
+        return job._command(2)
+
+    assert command("demo")[-2:] == ["--replay", "0.3"]
+    assert command(str(Path(series) / "models" / "demo-ft2.pt"))[-2:] == ["--replay", "0.3"]
+    assert "--replay" not in command("vit_b")
