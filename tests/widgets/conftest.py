@@ -80,3 +80,41 @@ def _settle_annotators(request, monkeypatch):
     for session in sessions:  # no background thread outlives its test
         assert session.join(20), "a background job did not end"
     qtbot.waitUntil(lambda: not [t for t in threading.enumerate() if t.name.startswith("napari-sam")], timeout=30000)
+
+
+@pytest.fixture
+def everything_errors(monkeypatch):
+    """The error messages the SAM Everything dock and the hub show, instead of napari notifications."""
+    from napari_sam.widgets import everything as E
+    from napari_sam.widgets import hub as H
+
+    seen = []
+    monkeypatch.setattr(E, "show_error", seen.append)
+    monkeypatch.setattr(H, "show_error", seen.append)
+    return seen
+
+
+@pytest.fixture
+def make_everything(make_napari_viewer, qtbot, tmp_path):
+    """make(data, name, **image_kwargs) -> (viewer, SAM Everything dock with the demo model loaded, idle)."""
+    from napari_sam.embeddings import EmbeddingSource
+    from napari_sam.session import Workspace
+    from napari_sam.volume import EmbeddingStore
+    from napari_sam.widgets import everything as E
+
+    def make(data, name="nuclei", **kwargs):
+        viewer = make_napari_viewer()
+        workspace = Workspace(embeddings=EmbeddingSource(store=EmbeddingStore(tmp_path / "cache")))
+        widget = E.EverythingWidget(viewer, workspace=workspace)
+        viewer.add_image(data, name=name, **kwargs)
+        widget.session.prefetch_enabled = False
+        widget.models.choose("demo", precision="fp32")
+        widget.models.load()
+        qtbot.waitUntil(lambda: widget.session.engine is not None, timeout=EVERYTHING_TIMEOUT_MS)
+        qtbot.waitUntil(widget.is_idle, timeout=EVERYTHING_TIMEOUT_MS)
+        return viewer, widget
+
+    return make
+
+
+EVERYTHING_TIMEOUT_MS = 60000

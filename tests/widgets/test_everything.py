@@ -5,38 +5,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from napari_sam.session import EmbeddingSource, Workspace
 from napari_sam.synthetic import make_nuclei_2d, make_nuclei_3d
-from napari_sam.volume import EmbeddingStore
 from napari_sam.widgets import everything as E
-from napari_sam.widgets import hub as H
 
 TIMEOUT_MS = 60000
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    seen = []
-    monkeypatch.setattr(E, "show_error", seen.append)
-    monkeypatch.setattr(H, "show_error", seen.append)
-    return seen
-
-
-@pytest.fixture
-def make_widget(make_napari_viewer, qtbot, tmp_path):
-    def make(data, name="nuclei"):
-        viewer = make_napari_viewer()
-        workspace = Workspace(embeddings=EmbeddingSource(store=EmbeddingStore(tmp_path / "cache")))
-        widget = E.EverythingWidget(viewer, workspace=workspace)
-        viewer.add_image(data, name=name)
-        widget.session.prefetch_enabled = False
-        widget.models.choose("demo", precision="fp32")
-        widget.models.load()
-        qtbot.waitUntil(lambda: widget.session.engine is not None, timeout=TIMEOUT_MS)
-        qtbot.waitUntil(widget.is_idle, timeout=TIMEOUT_MS)
-        return viewer, widget
-
-    return make
 
 
 def find(qtbot, widget, scope=None):
@@ -48,9 +20,9 @@ def ids(layer):
     return set(np.unique(layer.data).tolist()) - {0}
 
 
-def test_find_refilter_accept_and_undo(make_widget, qtbot, errors):
+def test_find_refilter_accept_and_undo(make_everything, qtbot, everything_errors):
     image, truth = make_nuclei_2d((256, 256), n_objects=(10, 12), seed=3)
-    viewer, widget = make_widget(image)
+    viewer, widget = make_everything(image)
     assert widget.form.settings()["points_per_side"] == 24  # the demo model's recommended settings
     labels = widget.link.labels
     painted = truth == np.unique(truth[truth > 0])[0]
@@ -58,7 +30,7 @@ def test_find_refilter_accept_and_undo(make_widget, qtbot, errors):
     find(qtbot, widget)
     layer = viewer.layers["SAM proposals"]
     found = ids(layer)
-    assert len(found) > 5 and errors == []
+    assert len(found) > 5 and everything_errors == []
     assert (layer.data[painted] > 0).mean() < 0.5  # the object drawn by hand is not proposed again
 
     widget.form.set(pred_iou_thresh=0.97)  # the sliders re-filter once they rest, without the model
@@ -74,9 +46,9 @@ def test_find_refilter_accept_and_undo(make_widget, qtbot, errors):
     assert np.array_equal(labels.data, before)
 
 
-def test_click_accepts_one_and_alt_click_deletes_one(make_widget, qtbot, errors):
+def test_click_accepts_one_and_alt_click_deletes_one(make_everything, qtbot, everything_errors):
     image, _ = make_nuclei_2d((256, 256), n_objects=(8, 10), seed=4)
-    viewer, widget = make_widget(image)
+    viewer, widget = make_everything(image)
     find(qtbot, widget)
     layer = viewer.layers["SAM proposals"]
     first, second = sorted(ids(layer))[:2]
@@ -94,33 +66,33 @@ def test_click_accepts_one_and_alt_click_deletes_one(make_widget, qtbot, errors)
     click(at_second, ["Alt"])
     assert not widget.link.labels.data[at_second].any()
     assert all(at_second[layer.data == i].mean() < 0.5 for i in ids(layer))  # no proposal mostly on the deleted one
-    assert errors == []
+    assert everything_errors == []
 
 
-def test_a_stack_is_found_slice_by_slice_and_linked(make_widget, qtbot, errors):
+def test_a_stack_is_found_slice_by_slice_and_linked(make_everything, qtbot, everything_errors):
     stack, _ = make_nuclei_3d((4, 128, 128), n_objects=(3, 4), seed=5, z_step=1.0, radius_range=(12.0, 18.0))
-    viewer, widget = make_widget(stack)
+    viewer, widget = make_everything(stack)
     find(qtbot, widget, E.STACK)
     layer = viewer.layers["SAM proposals"]
     spans = [len(np.unique(np.nonzero(layer.data == i)[0])) for i in ids(layer)]
-    assert spans and max(spans) >= 2 and errors == []
+    assert spans and max(spans) >= 2 and everything_errors == []
     shown = np.array(layer.data)
     assert widget.accept()
     assert np.array_equal(widget.link.labels.data > 0, shown > 0)
     assert len(np.unique(widget.link.labels.data)) - 1 == len(spans)  # one object per linked proposal
 
 
-def test_what_cannot_be_done_is_said(make_widget, qtbot, errors):
+def test_what_cannot_be_done_is_said(make_everything, qtbot, everything_errors):
     image, _ = make_nuclei_2d((128, 128), n_objects=(3, 4), seed=6)
-    viewer, widget = make_widget(np.stack([image, image]))
-    assert not widget.accept() and "no proposals" in errors[-1]
+    viewer, widget = make_everything(np.stack([image, image]))
+    assert not widget.accept() and "no proposals" in everything_errors[-1]
     find(qtbot, widget, E.PLANE)
     viewer.dims.set_current_step(0, 1)
     qtbot.waitUntil(lambda: widget.link.current_slice() == (1,), timeout=5000)
-    assert not widget.accept() and "another slice" in errors[-1]
+    assert not widget.accept() and "another slice" in everything_errors[-1]
     assert not widget.link.labels.data.any()
 
-    flat = make_widget(np.zeros((64, 64), np.uint8), name="blank")[1]
-    assert not flat.find(E.STACK) and "not a stack" in errors[-1]
+    flat = make_everything(np.zeros((64, 64), np.uint8), name="blank")[1]
+    assert not flat.find(E.STACK) and "not a stack" in everything_errors[-1]
     find(qtbot, flat, E.PLANE)
-    assert "constant" in errors[-1]
+    assert "constant" in everything_errors[-1]

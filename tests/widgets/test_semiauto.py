@@ -3,41 +3,13 @@
 import numpy as np
 import pytest
 
-from napari_sam.session import EmbeddingSource, Workspace
 from napari_sam.session.tally import SERIES_KEY
 from napari_sam.synthetic import make_nuclei_2d, make_nuclei_3d
-from napari_sam.volume import EmbeddingStore
 from napari_sam.widgets import everything as E
-from napari_sam.widgets import hub as H
 from napari_sam.widgets.proposal_view import CONFIDENT_COLOURS, UNSURE_COLOURS
 from napari_sam.widgets.semiauto_rows import ACCEPT_KEY
 
 TIMEOUT_MS = 60000
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    seen = []
-    monkeypatch.setattr(E, "show_error", seen.append)
-    monkeypatch.setattr(H, "show_error", seen.append)
-    return seen
-
-
-@pytest.fixture
-def make_widget(make_napari_viewer, qtbot, tmp_path):
-    def make(data, name="nuclei", **kwargs):
-        viewer = make_napari_viewer()
-        workspace = Workspace(embeddings=EmbeddingSource(store=EmbeddingStore(tmp_path / "cache")))
-        widget = E.EverythingWidget(viewer, workspace=workspace)
-        viewer.add_image(data, name=name, **kwargs)
-        widget.session.prefetch_enabled = False
-        widget.models.choose("demo", precision="fp32")
-        widget.models.load()
-        qtbot.waitUntil(lambda: widget.session.engine is not None, timeout=TIMEOUT_MS)
-        qtbot.waitUntil(widget.is_idle, timeout=TIMEOUT_MS)
-        return viewer, widget
-
-    return make
 
 
 def ids(data):
@@ -52,15 +24,15 @@ def hex_of(layer, i):
     return "#" + "".join(f"{round(v * 255):02x}" for v in layer.colormap.map(np.array([i]))[0][:3])
 
 
-def test_k_accepts_the_confident_proposals_in_one_undo_step(make_widget, qtbot, errors):
+def test_k_accepts_the_confident_proposals_in_one_undo_step(make_everything, qtbot, everything_errors):
     image, truth = make_nuclei_2d((256, 256), n_objects=(10, 12), seed=3)
-    viewer, widget = make_widget(image)
+    viewer, widget = make_everything(image)
     assert any(str(k).lower() == ACCEPT_KEY for k in viewer.keymap)  # bound on the viewer: works on any layer
     assert widget.find(), widget.status.text()
     qtbot.waitUntil(widget.is_idle, timeout=TIMEOUT_MS)
     layer = viewer.layers["SAM proposals"]
     sure, unsure = widget.proposals.confident_ids, widget.proposals.unsure_ids
-    assert sure and unsure and errors == []
+    assert sure and unsure and everything_errors == []
     assert all(hex_of(layer, i) in CONFIDENT_COLOURS for i in sure)  # told apart by colour
     assert all(hex_of(layer, i) in UNSURE_COLOURS for i in unsure)
     labels = widget.link.labels
@@ -80,16 +52,16 @@ def test_k_accepts_the_confident_proposals_in_one_undo_step(make_widget, qtbot, 
     assert np.array_equal(labels.data, before)
     widget.discard()
     widget.semi._on_key(viewer)  # nothing to accept: said so, nothing changed
-    assert "no proposals" in errors[-1] and np.array_equal(labels.data, before)
+    assert "no proposals" in everything_errors[-1] and np.array_equal(labels.data, before)
 
 
-def test_next_gap_shows_the_missing_nucleus_of_a_stack(make_widget, qtbot, errors):
+def test_next_gap_shows_the_missing_nucleus_of_a_stack(make_everything, qtbot, everything_errors):
     stack, truth = make_nuclei_3d((8, 128, 128), n_objects=(6, 8), seed=1)
-    viewer, widget = make_widget(stack, scale=(2.0, 0.5, 0.5))
+    viewer, widget = make_everything(stack, scale=(2.0, 0.5, 0.5))
     missing = np.unique(truth[truth > 0])[1]
     widget.link.labels.data = np.where(truth == missing, 0, truth).astype(np.uint32)
     widget.scope_combo.setCurrentText(E.STACK)
-    assert widget.semi.show_gaps() >= 1 and errors == []
+    assert widget.semi.show_gaps() >= 1 and everything_errors == []
     gaps = viewer.layers["SAM gaps"]
     assert (truth[(gaps.data == 1) & (truth > 0)] == missing).mean() > 0.95
     gap = widget.semi.next_gap()
@@ -103,16 +75,16 @@ def test_next_gap_shows_the_missing_nucleus_of_a_stack(make_widget, qtbot, error
     assert widget.semi.next_gap() is None and "No gaps left" in widget.status.text()
 
 
-def test_a_new_series_image_is_proposed_at_once_and_the_series_is_counted(make_widget, qtbot, errors):
+def test_a_new_series_image_is_proposed_at_once_and_the_series_is_counted(make_everything, qtbot, everything_errors):
     first, _ = make_nuclei_2d((128, 128), n_objects=(4, 6), seed=11)
-    viewer, widget = make_widget(first)
+    viewer, widget = make_everything(first)
     widget.semi.series_check.setChecked(True)
     image, _ = make_nuclei_2d((128, 128), n_objects=(4, 6), seed=12)
     layer = viewer.add_image(image, name="image 2 of 5", metadata={SERIES_KEY: {"done": 1, "total": 5}})
     widget.hub.series_image_opened.emit(layer)  # what the series dock sends
     qtbot.waitUntil(lambda: widget.proposals is not None and widget.proposals.ids and widget.is_idle(),
                     timeout=TIMEOUT_MS)
-    assert widget.link.image is layer and widget.proposals_of is widget.session and errors == []
+    assert widget.link.image is layer and widget.proposals_of is widget.session and everything_errors == []
     assert widget.semi.counter.text() == "0 objects on this image; 1 of 5 images done in the series"
     widget.semi.series_check.setChecked(False)  # unticked: a new series image is only opened
     other = viewer.add_image(first, name="image 3 of 5")
