@@ -122,3 +122,21 @@ def test_the_registry_loads_a_model_once_for_everyone(tmp_path):
         EngineSpec("vit_b", precision="int3")
     with pytest.raises(ValueError, match="choose a model"):
         EngineSpec("  ")
+
+
+def test_clicks_hold_the_encoders_gate_so_a_background_embedding_pauses(engine, monkeypatch):
+    image = np.random.default_rng(1).integers(0, 255, (40, 60)).astype(np.uint8)
+    emb = engine.embed(image)
+    seen = []
+    real_predict = engine.decoder.predict
+
+    def predict(**kwargs):
+        seen.append(engine.encoder.foreground.busy)  # the embedding lane's encoder sees it
+        return real_predict(**kwargs)
+
+    monkeypatch.setattr(engine.decoder, "predict", predict)
+    engine.prepare(emb)
+    req = PromptBook().update((), Prompt.make([[30, 20]], [1]))
+    engine.decode(emb, req)
+    assert seen == [True, True]  # the warm-up click of prepare, then the click
+    assert not engine.encoder.foreground.busy

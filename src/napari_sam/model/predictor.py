@@ -18,6 +18,7 @@ import torch
 
 from .device import pick_device
 from .embedding import ImageEmbedding
+from .foreground import gate_of
 from .image import encoder_input, resize_longest_side, resized_shape, to_uint8_rgb
 from .int8 import int8_copy
 from .postprocess import masks_at_original_size, size_text, upscale_logits
@@ -52,6 +53,8 @@ class SamPredictor:
         # costs tens of ms). The prompt encoder, whose Fourier features of click
         # positions lose pixels in bf16, and every LayerNorm's statistics stay float32.
         self._decoder = self._low_precision_copy(self.model.mask_decoder, self.encoder_dtype)
+        #: Hold it while the user waits (a click): passes of this encoder in other threads pause meanwhile.
+        self.foreground = gate_of(self._encoder)
         self._embedding: ImageEmbedding | None = None
         self._dense_pe: torch.Tensor | None = None
         self._prepared: tuple[ImageEmbedding, dict] | None = None

@@ -92,16 +92,19 @@ class SamEngine:
         made the very first click the slowest: a dummy click does it here,
         in the decode lane, before the user clicks.
         """
-        self._use(embedding)
-        self.decoder.prepare()
-        if not self._warmed:
-            self._warmed = True
-            H, W = embedding.original_size
-            self.decoder.predict(point_coords=[[W / 2, H / 2]], point_labels=[1])
+        with self.decoder.foreground.hold():
+            self._use(embedding)
+            self.decoder.prepare()
+            if not self._warmed:
+                self._warmed = True
+                H, W = embedding.original_size
+                self.decoder.predict(point_coords=[[W / 2, H / 2]], point_labels=[1])
 
     def decode(self, embedding: ImageEmbedding, request: DecodeRequest):
-        self._use(embedding)
-        return self.decoder.predict(**request.predict_kwargs())
+        # The user waits for this: an embedding running beside it pauses (model/foreground.py).
+        with self.decoder.foreground.hold():
+            self._use(embedding)
+            return self.decoder.predict(**request.predict_kwargs())
 
     def _use(self, embedding: ImageEmbedding) -> None:
         if self._decoding is not embedding:
