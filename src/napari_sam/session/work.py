@@ -190,7 +190,9 @@ def lower_priority() -> None:
     (PyTorch's OpenMP workers for this thread); elsewhere this does nothing.
     """
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
+        me = threading.get_native_id()
+        # Relative to the thread's own level: napari started with "nice" keeps its background lower still.
+        os.setpriority(os.PRIO_PROCESS, me, min(os.getpriority(os.PRIO_PROCESS, me) + BACKGROUND_NICENESS, 19))
     except (AttributeError, OSError):  # no per-thread priorities here (Windows, macOS), or not allowed
         pass
 
