@@ -8,8 +8,8 @@ their size. Instead a click or a box is decoded by
 onto the mask while the mask reaches the tile's inner border, so masks that
 cross tile borders come out whole). Tile embeddings go through the
 workspace's lookup chain: memory, then the on-disk store, then the encoder,
-so a second click on a tile, or the same tile in a later session, or after
-``segment`` ran on the same image with the same model, runs no encoder.
+so a second click on a tile, or the same tile in a later session, runs no
+encoder.
 
 What the annotator gives up on such planes, and why: the interactive loop's
 low-resolution logits belong to one window's embedding, and the next click
@@ -17,8 +17,10 @@ may be decoded on another window, so each click is decoded from the points
 and the box alone (an edited object's box leads, not its mask).
 
 The plane is read window by window (:func:`~napari_sam.tiles.reading.plane_of`),
-its contrast band by band, as ``segment`` reads it: one range for the whole
-plane, so every tile is scaled alike and tile embeddings are shared with ``segment``.
+its contrast band by band (:func:`~napari_sam.tiles.reading.plane_intensity_range`):
+one range for the whole plane, so every tile of a slice is scaled alike. A
+stack's slices get a range each, not the stack's one range of small planes:
+that would read every slice whole.
 """
 
 from __future__ import annotations
