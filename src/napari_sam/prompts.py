@@ -86,12 +86,19 @@ def _same_box(a, b) -> bool:
 
 @dataclass
 class Candidates:
-    """One decoder result: masks [K, H, W] bool, predicted IoU [K], low-res logits [K, h, w]."""
+    """One decoder result: masks [K, H, W] bool, predicted IoU [K], low-res logits [K, h, w].
+
+    ``offset`` None: the masks cover the plane. Else they are crops of one
+    box whose first pixel lies at ``offset`` = (row, column) of the plane (a
+    plane handled by tiles: a full-plane mask of a slide scan would weigh
+    100 MB per candidate).
+    """
 
     masks: np.ndarray
     iou: np.ndarray
     low_res: np.ndarray
     selected: int = 0
+    offset: tuple[int, int] | None = None
 
     def __post_init__(self):
         self.masks = np.asarray(self.masks, dtype=bool)
@@ -219,16 +226,18 @@ class PromptBook:
             obj.candidates = None
         return request
 
-    def set_result(self, request: DecodeRequest, masks, iou, low_res) -> Candidates | None:
+    def set_result(self, request: DecodeRequest, masks, iou, low_res, offset=None) -> Candidates | None:
         """Store a decoder result for ``request``; None when the slice's prompt moved on since.
 
-        The best candidate (highest predicted IoU) is selected.
+        The best candidate (highest predicted IoU) is selected. ``offset``:
+        where cropped masks lie in the plane (see :class:`Candidates`).
         """
         obj = self.get(request.slice_index)
         current = obj.request(request.slice_index)
         if current is None or not _same_request(current, request):
             return None
-        cands = Candidates(masks, iou, low_res)
+        cands = Candidates(masks, iou, low_res,
+                           offset=None if offset is None else (int(offset[0]), int(offset[1])))
         cands.select(cands.best)
         obj.candidates = cands
         return cands

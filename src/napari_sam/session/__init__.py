@@ -6,7 +6,10 @@ Where a plane becomes an embedding (memory -> disk -> encoder) is :mod:`napari_s
 * :mod:`.engine` - what a model offers (:class:`Engine`) and our SAM behind it;
 * :mod:`.registry` - each model loaded once per process;
 * :mod:`.workspace` - what every dock shares (models, embeddings);
-* :mod:`.session` - one image being annotated: slice shown, prompts, candidates, commits;
+* :mod:`.session` - one image being annotated: slice shown, prompts, candidates, commits
+  (its steps in :mod:`.prompting`, :mod:`.labelling`, :mod:`.prefetching`; :mod:`.status`);
+* :mod:`.tiled` - planes too large for one embedding: clicks on the tiles they need
+  (:mod:`.cropped_commit` writes a candidate's box);
 * :mod:`.work` - background lanes whose results come home through ``post``;
 * :mod:`.proposals` - segment everything's proposals until accepted, split by
   :mod:`.confidence` into confident and unsure;

@@ -11,6 +11,15 @@ The path of an object, in the session's public methods:
 4. :meth:`~AnnotationSession.plan_commit` - which label pixels change
    (:mod:`napari_sam.commit`); the caller applies it as one undoable step.
 
+A plane too large for one embedding (more than twice the model's input) is
+handled by tiles (:mod:`.tiled`): step 1 then measures its contrast only, and
+each prompt embeds the tiles it needs.
+
+The steps live in their own modules, mixed into the session: prompts and
+candidates in :mod:`.prompting`, commits and edits in :mod:`.labelling`,
+prefetching in :mod:`.prefetching`; this module holds the model and the
+plane shown.
+
 Everything here runs on the caller's ("home") thread, except the jobs of the
 lanes, whose results come home through ``post`` (see :mod:`.work`). Signals
 (psygnal, no Qt) say what changed; the docks draw it. Plain Python: the docks
@@ -19,39 +28,23 @@ and the tests drive the same object.
 
 from __future__ import annotations
 
-import threading
-import traceback
-from dataclasses import dataclass
-
-import numpy as np
 from psygnal import Signal
 
-from .. import commit as commits
-from ..geometry import mask_box
-from ..prompts import Candidates, Prompt, PromptBook
+from ..embeddings import EmbeddingSource
+from ..prompts import PromptBook
+from .labelling import Labelling
+from .prefetching import PREFETCH_IDLE_S, Prefetching
+from .prompting import Prompting
 from .registry import EngineSpec
 from .slice_embeddings import SliceEmbeddings
+from .status import Status, one_line
+from .tiled import TiledPlane, TiledSlices, needs_tiles
 from .work import DecodeTimer, Job, Lane, Post, post_directly
 
-#: Prefetching waits this long without a click or a slice change: an encoder
-#: running beside the decoder would slow down the user's clicks.
-PREFETCH_IDLE_S = 1.5
+__all__ = ["PREFETCH_IDLE_S", "AnnotationSession", "Status"]
 
 
-@dataclass(frozen=True)
-class Status:
-    """The session's state in one sentence; ``level`` is "info", "busy", "warning" or "error"."""
-
-    text: str
-    level: str = "info"
-
-
-def _one_line(err: BaseException) -> str:
-    text = "".join(traceback.format_exception_only(type(err), err)).strip()
-    return " ".join(text.split())
-
-
-class AnnotationSession:
+class AnnotationSession(Prompting, Labelling, Prefetching):
     """One image layer being annotated (2D, RGB, or stacks whose last two axes are the plane)."""
 
     slice_changed = Signal(object)  # the slice index now shown
@@ -80,7 +73,8 @@ class AnnotationSession:
         self._ready = None  # (slice, engine, embedding) of the slice shown, once at hand
         self._load_serial = 0
         self._store_warned = False
-        self._idle_timer: threading.Timer | None = None
+        self._idle_timer = None
+        self._tiles = TiledSlices(planes, self._tile_source())
 
     # ------------------------------------------------------------------ state
     @property
@@ -95,7 +89,23 @@ class AnnotationSession:
     @property
     def embedding(self):
         """The :class:`~napari_sam.model.ImageEmbedding` of the slice shown, or None while it is not at hand."""
-        return self._ready[2] if self.embedding_ready else None
+        shown = self._ready[2] if self.embedding_ready else None
+        return None if isinstance(shown, TiledPlane) else shown  # tiles: no one embedding of the plane
+
+    @property
+    def tiled(self) -> TiledPlane | None:
+        """The slice shown when it is handled by tiles and ready for clicks (its tiling: ``.tiling``)."""
+        shown = self._ready[2] if self.embedding_ready else None
+        return shown if isinstance(shown, TiledPlane) else None
+
+    def _tiled_plane(self) -> bool:
+        """The image's planes are too large to embed whole for the model in use."""
+        return self.engine is not None and needs_tiles(self.planes, self.engine)
+
+    def _tile_source(self) -> EmbeddingSource:
+        # Tiles are kept on disk as stacks are: a large plane's tiles take minutes in all.
+        source = self.workspace.embeddings
+        return source if self.workspace.store_stacks else EmbeddingSource(source.memory, None)
 
     @property
     def embedding_wanted(self) -> bool:
@@ -144,7 +154,7 @@ class AnnotationSession:
         self._activity()
 
     def _load_failed(self, spec: EngineSpec, err: BaseException) -> None:
-        text = f"Could not load model {spec.describe()}: {_one_line(err)}"
+        text = f"Could not load model {spec.describe()}: {one_line(err)}"
         if self.engine is not None:
             text += f". Still using {self.engine_spec.describe() if self.engine_spec else self.engine.name}."
         self.say(text, "error")
@@ -191,11 +201,33 @@ class AnnotationSession:
     def _want_embedding(self, s) -> None:
         if self.embedding_ready:
             return
+        if self._tiled_plane():
+            self._want_tiles(s)
+            return
         embedding = self._embeddings.want(s, self.engine)
         if embedding is not None:
             self._on_ready(s, self.engine, embedding, "embedding in memory")
         else:
             self.say(f"{self.describe(s)}: embedding with {self._model_name()} …", "busy")
+
+    def _want_tiles(self, s) -> None:
+        """A plane handled by tiles: only its contrast is measured (once, in the embedding lane)."""
+        engine = self.engine
+        plane = self._tiles.at_hand(s, engine)
+        if plane is not None:
+            self._on_ready(s, engine, plane, plane.describe_ready())
+            return
+        lane = self._embeddings.lane
+        running = lane.running
+        lane.cancel(lambda job: job.user_waits and job is not running)  # the user moved on
+        lane.submit(Job(
+            lambda: self._tiles.prepare(s, engine),
+            done=lambda plane: self._embedded(s, engine, plane, plane.describe_ready()),
+            failed=lambda err: self._embed_failed(s, engine, err, True),
+            tag=(s, engine),
+        ))
+        self._activity()
+        self.say(f"{self.describe(s)}: a large plane, to be handled by tiles; measuring its contrast …", "busy")
 
     def _embedded(self, s, engine, embedding, origin: str) -> None:
         """An embedding arrived from the background: used if it is the one the user waits for."""
@@ -208,7 +240,7 @@ class AnnotationSession:
     def _embed_failed(self, s, engine, err, user_waits: bool) -> None:
         if self.closed or engine is not self.engine or not user_waits:
             return
-        text = f"Could not embed {self.describe(s)} of {self.planes.name!r}: {_one_line(err)}"
+        text = f"Could not embed {self.describe(s)} of {self.planes.name!r}: {one_line(err)}"
         self.say(text, "error")
         self.notify.emit("error", text)
 
@@ -222,8 +254,9 @@ class AnnotationSession:
     def _on_ready(self, s, engine, embedding, origin: str) -> None:
         self._ready = (s, engine, embedding)
         self.say(f"{self.describe(s)}: ready ({origin}). Click on an object or drag a box.")
-        # The decoder's per-image work now, in its lane, not at the first click.
-        self._decode.submit(Job(lambda: engine.prepare(embedding), tag="prepare"))
+        if not isinstance(embedding, TiledPlane):
+            # The decoder's per-image work now, in its lane, not at the first click.
+            self._decode.submit(Job(lambda: engine.prepare(embedding), tag="prepare"))
         if self.book.get(s).request(s) is not None:
             self._decode_prompt(s)
         self._restart_idle_countdown()
@@ -234,141 +267,12 @@ class AnnotationSession:
             self.say(f"Embedding cancelled. Show {self.describe()} again to embed it.", "warning")
         self._activity()
 
-    # ------------------------------------------------------------------ prefetch
-    def _restart_idle_countdown(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-        if not (self.prefetch_enabled and self.planes.is_stack and not self.closed):
-            return
-        timer = threading.Timer(self.prefetch_idle_s, lambda: self._send(self.prefetch_now))
-        timer.daemon = True
-        self._idle_timer = timer
-        timer.start()
-
-    def _send(self, fn) -> None:
-        try:
-            self._post(lambda _: fn(), None)
-        except RuntimeError:  # no event loop left (napari closed)
-            pass
-
-    def prefetch_now(self) -> None:
-        """Embed the shown slice's neighbours in the background (a convenience: never in the way)."""
-        if not self.closed and self.engine is not None and self._slice and self.prefetch_enabled:
-            self._embeddings.prefetch(self._slice, self.engine)
-
-    # ------------------------------------------------------------------ 2. prompts -> candidates
-    def set_prompt(self, slice_index, prompt: Prompt) -> None:
-        """The prompt now on ``slice_index`` (points and box); decodes it when it changed."""
-        s = self.planes.check_slice(slice_index)
-        self._restart_idle_countdown()
-        request = self.book.update(s, prompt)
-        if request is None:
-            if self.book.get(s).candidates is None:
-                self.candidates_changed.emit(s)
-            return
-        self._decode_prompt(s)
-
-    def _decode_prompt(self, s) -> None:
-        request = self.book.get(s).request(s)
-        if request is None:
-            return
-        if not (self.embedding_ready and self._slice == s):
-            if s == self._slice and self.engine is not None:
-                self.say(f"{self.describe(s)}: waiting for its embedding …", "busy")
-            return  # decoded when the embedding is ready (_on_ready)
-        _, engine, embedding = self._ready
-        # While an embedding runs beside it, an inline decode is slower and shares the click's event with
-        # napari's drawing: decoded in the background then, the event loop never waits for both.
-        if self._decode.is_busy or self._embeddings.lane.is_busy or not self.decode_timer.inline():
-            self._decode.submit(Job(
-                lambda: engine.decode(embedding, request),
-                done=lambda result: self._on_decoded(engine, request, result),
-                failed=lambda err: self._on_decode_failed(s, err),
-                tag=s,
-            ), replace_waiting=True)
-            return
-        # Quick on this machine (see DecodeTimer): decoded here and now, so the click and its
-        # candidates are drawn together.
-        try:
-            result = self.decode_timer.timed(engine.decode, embedding, request)
-        except Exception as err:  # reported like a failure in the lane
-            self._on_decode_failed(s, err)
-            return
-        self._on_decoded(engine, request, result)
-
-    def _on_decoded(self, engine, request, result) -> None:
-        if self.closed or engine is not self.engine:
-            return
-        masks, iou, low_res = result
-        if self.book.set_result(request, masks, iou, low_res) is not None:
-            self.candidates_changed.emit(request.slice_index)
-
-    def _on_decode_failed(self, s, err) -> None:
-        text = f"Could not segment this prompt on {self.describe(s)}: {_one_line(err)}"
-        self.say(text, "error")
-        self.notify.emit("error", text)
-
-    # ------------------------------------------------------------------ 3. candidates
-    def candidates(self, slice_index=None) -> Candidates | None:
-        s = self._slice if slice_index is None else tuple(slice_index)
-        return self.book.get(s).candidates if s is not None and s in self.book else None
-
-    def select(self, k: int) -> Candidates:
-        """Choose candidate ``k`` (0, 1, 2) of the slice shown for the next commit."""
-        if self.candidates() is None:
-            raise ValueError("No candidates yet: place a point or a box.")
-        cands = self.book.select(self._slice, k)
-        self.candidates_changed.emit(self._slice)
-        return cands
-
-    def clear(self, slice_index=None) -> None:
-        """Forget the object being annotated on a slice (prompts, edit target, candidates)."""
-        s = self._slice if slice_index is None else self.planes.check_slice(slice_index)
-        if s is None:
-            return
-        self.book.clear(s)
-        self.candidates_changed.emit(s)
-
-    # ------------------------------------------------------------------ 4. candidates -> label
-    def plan_commit(self, labels: np.ndarray, object_id: int | None = None, *, overwrite: bool = False):
-        """The :class:`~napari_sam.commit.LabelChange` that writes the selected candidate into ``labels``.
-
-        ``labels`` has the image's spatial shape. While an object is being
-        edited (:meth:`start_edit`) its id is used and the object is replaced
-        on this slice. Other objects keep their pixels unless ``overwrite``.
-        """
-        s, cands = self._slice, self.candidates()
-        if cands is None:
-            raise ValueError("Nothing to commit: place a prompt and wait for the candidates.")
-        edit_id = self.book.get(s).edit_id
-        return commits.plan_commit(
-            labels, cands.mask, s, edit_id or object_id, overwrite=overwrite, replace=edit_id is not None
-        )
-
-    def start_edit(self, labels: np.ndarray, object_id: int) -> None:
-        """Fix an existing object on this slice: its mask (and box) become the prompt; commit replaces it."""
-        s = self._slice
-        if s is None:
-            raise ValueError("No slice is shown.")
-        if self.engine is None:
-            raise ValueError("Load a model first.")
-        mask = commits.object_mask(labels, s, object_id)
-        if not mask.any():
-            raise ValueError(f"Object {object_id} is not on {self.describe(s)}.")
-        self.book.start_edit(s, int(object_id), mask_logits=self.engine.mask_prompt(mask), box=mask_box(mask))
-        self.say(f"Editing object {object_id}: add points to fix it, then commit (C) to replace it.")
-        self._decode_prompt(s)
-
-    def editing(self) -> int | None:
-        s = self._slice
-        return self.book.get(s).edit_id if s is not None and s in self.book else None
-
     # ------------------------------------------------------------------ the image
     def planes_changed(self, planes) -> None:
         """The image's pixels were replaced: every embedding identity is recomputed."""
         self.planes, self._ready = planes, None
         self._embeddings.forget_keys(planes)
+        self._tiles.forget(planes)
         self.book.forget_results()
         if self._slice is not None and planes.lead_shape and len(self._slice) == len(planes.lead_shape):
             self.show_slice(tuple(min(i, n - 1) for i, n in zip(self._slice, planes.lead_shape)))
@@ -376,8 +280,7 @@ class AnnotationSession:
     def close(self) -> None:
         """The image is gone or the app closes: start nothing more, report nothing more."""
         self.closed = True
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
+        self._stop_prefetching()
         for lane in (self._embeddings.lane, self._decode, self._loader):
             lane.close()
 

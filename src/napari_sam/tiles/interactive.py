@@ -65,6 +65,19 @@ class TiledMask:
         return plane
 
 
+@dataclass
+class TiledCandidates:
+    """SAM's candidates for one prompt on a tiled plane: crops on one box that holds them all."""
+
+    masks: np.ndarray  # bool (K, rows, columns) of the box
+    offset: tuple[int, int]  # (row, column) of masks[:, 0, 0] in the plane
+    iou: np.ndarray  # (K,) the model's predicted IoU
+    low_res: np.ndarray  # (K, h, w) low-resolution logits, of the window
+    window: tuple[int, int, int, int]  # (y0, y1, x0, x1) of the window they were decoded on
+    cut: bool = False  # the best one still reaches an inner border of its window
+    windows: list = field(default_factory=list)  # every window decoded, in order
+
+
 class TiledPredictor:
     """:class:`~napari_sam.model.SamPredictor`'s prompts on a large plane, embedding only the tiles they need."""
 
@@ -117,17 +130,43 @@ class TiledPredictor:
                 max_moves: int = MAX_MOVES) -> TiledMask:
         """The best mask for one prompt, whole even where it crosses tile borders (see the module's steps)."""
         tiles = self.tile_embeddings
-        shape = self.tiling.plane_shape
-        points, labels, box = _check_prompt(point_coords, point_labels, box, shape)
-        extent = _prompt_extent(points, box)  # (y0, y1, x0, x1), plane coordinates
+        points, labels, box = _check_prompt(point_coords, point_labels, box, self.tiling.plane_shape)
+        mask, score, window, cut, tried = self._search(
+            points, box, lambda w: self._decode(tiles, w, points, labels, box, multimask_output), max_moves)
+        return _cropped(mask, window, score, cut, tried)
 
+    def predict_candidates(self, point_coords=None, point_labels=None, box=None,
+                           max_moves: int = MAX_MOVES) -> TiledCandidates:
+        """SAM's three candidates for one prompt, as the annotator shows them, on one window.
+
+        The window is found as :meth:`predict` finds it, following the best
+        candidate (highest predicted IoU) until it is whole; the three
+        candidates are those of that last window, cropped to one box that
+        holds all three.
+        """
+        tiles = self.tile_embeddings
+        points, labels, box = _check_prompt(point_coords, point_labels, box, self.tiling.plane_shape)
+        decoded = {}
+
+        def best(window):
+            masks, iou, low_res = decoded[window] = self._decode_three(tiles, window, points, labels, box)
+            k = int(np.argmax(iou))
+            return masks[k], float(iou[k])
+
+        _, _, window, cut, tried = self._search(points, box, best, max_moves)
+        return _cropped_three(*decoded[window], window, cut, tried)
+
+    def _search(self, points, box, decode, max_moves):
+        """(best mask, its score, the window it was decoded on, still cut?, windows tried): steps 1 to 3."""
+        shape = self.tiling.plane_shape
+        extent = _prompt_extent(points, box)  # (y0, y1, x0, x1), plane coordinates
         # 1. The tile holding the prompt with the most margin.
         window = self._best_tile(extent)
         tried = []
         while True:
             # 2. Embed this window only, and decode.
             tried.append(window)
-            mask, score = self._decode(tiles, window, points, labels, box, multimask_output)
+            mask, score = decode(window)
             touching = _touches_inner_border(mask, window, shape)
             if not touching or len(tried) > max_moves or not mask.any():
                 break
@@ -136,7 +175,7 @@ class TiledPredictor:
             if nxt in tried:
                 break
             window = nxt
-        return _cropped(mask, window, score, touching and mask.any(), tried)
+        return mask, score, window, bool(touching and mask.any()), tried
 
     def _best_tile(self, extent) -> tuple[int, int, int, int]:
         best, best_margin = None, -np.inf
@@ -172,18 +211,25 @@ class TiledPredictor:
         return window_around(shape, centre, size)
 
     def _decode(self, tiles, window, points, labels, box, multimask_output):
+        masks, iou, _ = self._run_decoder(tiles, window, points, labels, box, multimask_output)
+        best = int(np.argmax(iou))
+        return masks[best], float(iou[best])
+
+    def _decode_three(self, tiles, window, points, labels, box):
+        """(masks [3, h, w] of the window, predicted IoU [3], low-res logits [3, ...])."""
+        return self._run_decoder(tiles, window, points, labels, box, True)
+
+    def _run_decoder(self, tiles, window, points, labels, box, multimask_output):
         y0, _, x0, _ = window
         shift = np.array([x0, y0], dtype=np.float64)
         emb = tiles.get(window)
         self.predictor.set_embedding(emb)
         try:
-            masks, iou, _ = self.predictor.predict(
+            return self.predictor.predict(
                 point_coords=None if points is None else points - shift, point_labels=labels,
                 box=None if box is None else box - np.tile(shift, 2), multimask_output=multimask_output)
         finally:
             self.predictor.reset_image()
-        best = int(np.argmax(iou))
-        return masks[best], float(iou[best])
 
 
 def _check_prompt(point_coords, point_labels, box, shape):
@@ -231,3 +277,15 @@ def _cropped(mask, window, score, cut, tried) -> TiledMask:
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     crop = mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].copy()
     return TiledMask(crop, (window[0] + int(rows[0]), window[2] + int(cols[0])), score, window, bool(cut), tried)
+
+
+def _cropped_three(masks, iou, low_res, window, cut, tried) -> TiledCandidates:
+    masks = np.asarray(masks, dtype=bool)
+    union = masks.any(0)
+    if not union.any():
+        return TiledCandidates(np.zeros((len(masks), 0, 0), bool), (window[0], window[2]), np.asarray(iou),
+                               np.asarray(low_res), window, False, tried)
+    rows, cols = np.flatnonzero(union.any(1)), np.flatnonzero(union.any(0))
+    crop = masks[:, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].copy()
+    return TiledCandidates(crop, (window[0] + int(rows[0]), window[2] + int(cols[0])), np.asarray(iou, float),
+                           np.asarray(low_res), window, bool(cut), tried)

@@ -66,3 +66,27 @@ def plane_intensity_range(array) -> tuple[float, float] | None:
         block = block[..., :3] if channels > 3 else block  # alpha is not scaled
         samples.append(np.ascontiguousarray(block[::stride, ::stride]).reshape(-1))
     return stack_intensity_range(np.concatenate(samples))
+
+
+class PlaneOf:
+    """Plane ``index`` of a stack (numpy, zarr, dask ...), read only where a window asks.
+
+    ``stack[index]`` would read the whole plane from a zarr array; this view
+    passes each window on as ``stack[(*index, rows, columns)]`` instead, so a
+    click on one slice of a large stack reads a tile, not the slice.
+    """
+
+    def __init__(self, stack, index) -> None:
+        self.stack, self.index = stack, tuple(int(i) for i in index)
+        self.shape = tuple(int(n) for n in stack.shape[len(self.index):])
+        self.dtype = np.dtype(stack.dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        return self.stack[(*self.index, *key)]
+
+
+def plane_of(stack, index=()):
+    """The plane at leading ``index`` of ``stack`` as something :func:`read_window` reads lazily."""
+    return stack if not tuple(index) else PlaneOf(stack, index)

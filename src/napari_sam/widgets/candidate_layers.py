@@ -7,6 +7,10 @@ layers), so a layer is moved only when it is about to show a mask there:
 stepping through slices without candidates moves nothing. The plane array is
 overwritten in place and refreshed, which napari draws much faster than a
 newly assigned array.
+
+Candidates of a plane handled by tiles are crops of one box (their
+``offset``): only that box of the layer is written, after the layer was
+cleared.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ def show(layers, image, slice_index, cands) -> list[str]:
         if slice_index is not None:
             L.place_on_slice(layer, image, slice_index)
         chosen = k == cands.selected
-        np.multiply(cands.masks[k], k + 1, out=data.reshape(plane), casting="unsafe")
+        _write(data.reshape(plane), cands, k)
         _rename(layer, f"{L.CANDIDATE_NAME} {k + 1}: IoU {cands.iou[k]:.2f}" + (" (selected)" if chosen else ""))
         if layer.visible != chosen:
             layer.visible = chosen  # becoming visible refreshes the layer
@@ -51,3 +55,13 @@ def show(layers, image, slice_index, cands) -> list[str]:
             layer.refresh()
         buttons.append(f"{k + 1}: {cands.iou[k]:.2f}")
     return buttons
+
+
+def _write(plane: np.ndarray, cands, k: int) -> None:
+    """Candidate ``k`` as the value k + 1 in ``plane`` (in place)."""
+    if cands.offset is None:
+        np.multiply(cands.masks[k], k + 1, out=plane, casting="unsafe")
+        return
+    (y, x), (h, w) = cands.offset, cands.masks.shape[1:]
+    plane[...] = 0
+    np.multiply(cands.masks[k], k + 1, out=plane[y:y + h, x:x + w], casting="unsafe")
