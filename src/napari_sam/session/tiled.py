@@ -74,9 +74,14 @@ class TiledPlane:
 
 
 def decode_by_tiles(plane: TiledPlane, request):
-    """The three candidates of ``request`` (a :class:`~napari_sam.prompts.DecodeRequest`): decode lane only."""
-    return plane.predictor.predict_candidates(point_coords=request.point_coords,
-                                              point_labels=request.point_labels, box=request.box)
+    """The three candidates of ``request`` (a :class:`~napari_sam.prompts.DecodeRequest`): decode lane only.
+
+    The user waits for it: other passes of the encoder (Embed stack) pause meanwhile (model/foreground.py).
+    """
+    predictor = plane.predictor.predictor
+    with predictor.foreground.hold():
+        return plane.predictor.predict_candidates(point_coords=request.point_coords,
+                                                  point_labels=request.point_labels, box=request.box)
 
 
 class TiledSlices:
