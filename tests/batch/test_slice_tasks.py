@@ -93,4 +93,4 @@ def test_slices_saved_by_a_killed_run_are_not_segmented_again(stacks, tmp_path):
     assert other.folder != plan.folder
     result = slices.link_stack(again, done, spec, tmp_path / "out")
     assert result.status == "done" and result.n_objects >= 3
-    assert not slices.slices_folder(tmp_path / "out", item).exists() and os.path.exists(result.output)
+    assert not slices.slices_folder(tmp_path / "out", item.name, item.kind).exists() and os.path.exists(result.output)

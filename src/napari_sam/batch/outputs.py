@@ -50,6 +50,11 @@ def output_paths(out: Path, name: str, kind: str) -> tuple[Path, Path]:
     return labels, out / f"{name}.objects.csv"
 
 
+def slices_folder(out: Path, name: str, kind: str) -> Path:
+    """Where a stack's slice tasks save their labels until they are linked (hidden: never taken for a result)."""
+    return output_paths(out, name, kind)[0].parent / f".{Path(name).name}.slices"
+
+
 def is_finished(out: Path, name: str, kind: str) -> bool:
     return all(p.exists() for p in output_paths(out, name, kind))
 
@@ -60,6 +65,8 @@ def write_results(out: Path, name: str, kind: str, labels: np.ndarray, table: li
     labels_path, table_path = output_paths(out, name, kind)
     labels_path.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(labels_path)
+    # Slices a cluster run saved for this input are of no use once it is written (by that run or the plain loop).
+    shutil.rmtree(slices_folder(out, name, kind), ignore_errors=True)
     try:
         write_table(table_path, table, labels.ndim)
         if kind == "ome-zarr":

@@ -13,8 +13,8 @@ Three kinds of task per stack, chained by dask (each waits for what it is given)
    file is not segmented again: a run killed mid-stack resumes slice by slice.
 3. :func:`link_stack` runs once every slice is back: it links the saved
    slices through z (``auto.stack.link_slices``, the plain loop's own linking),
-   writes the labels and the table as :mod:`.outputs` does, and removes the
-   hidden folder.
+   writes the labels and the table as :mod:`.outputs` does (which removes the
+   hidden folder).
 
 No task raises for a problem of its input: each hands on what went wrong,
 and :func:`link_stack` turns it into the stack's :class:`~.job.Result`.
@@ -33,7 +33,7 @@ import numpy as np
 
 from .inputs import Input
 from .job import JobSpec, Result, failure_reason, generator_for, voxel_size_for
-from .outputs import is_finished, output_paths, write_results
+from .outputs import is_finished, output_paths, slices_folder, write_results
 
 
 @dataclass(frozen=True)
@@ -78,11 +78,6 @@ def stack_slices(item: Input, spec: JobSpec, out) -> int:
         opened.close()
 
 
-def slices_folder(out, item: Input) -> Path:
-    labels = output_paths(Path(out), item.name, item.kind)[0]
-    return labels.parent / f".{Path(item.name).name}.slices"
-
-
 def plan_stack(item: Input, spec: JobSpec, out) -> StackPlan | Result:
     """Step 1 (on a worker): the stack checked and its intensity range measured, or the Result saying why not."""
     from ..model.image import stack_intensity_range
@@ -97,7 +92,7 @@ def plan_stack(item: Input, spec: JobSpec, out) -> StackPlan | Result:
             shape, ome = tuple(opened.data.shape), opened.ome
         finally:
             opened.close()
-        folder = slices_folder(out, item)
+        folder = slices_folder(Path(out), item.name, item.kind)
         if spec.overwrite:
             shutil.rmtree(folder, ignore_errors=True)
         # Saved slices count only for the same file, model and settings, and the same contrast.
@@ -174,7 +169,6 @@ def link_stack(plan: StackPlan | Result, done: list[SliceDone], spec: JobSpec, o
     except Exception as err:
         result.reason, result.disk_full = failure_reason(err)
     else:
-        result.status, result.n_objects = "done", len(table)
-        shutil.rmtree(slices_folder(out, item), ignore_errors=True)
+        result.status, result.n_objects = "done", len(table)  # write_results cleared the saved slices
     result.seconds = seconds + time.perf_counter() - start
     return result
