@@ -94,3 +94,31 @@ def test_slices_saved_by_a_killed_run_are_not_segmented_again(stacks, tmp_path):
     result = slices.link_stack(again, done, spec, tmp_path / "out")
     assert result.status == "done" and result.n_objects >= 3
     assert not slices.slices_folder(tmp_path / "out", item.name, item.kind).exists() and os.path.exists(result.output)
+
+
+def test_a_slice_whose_workers_keep_dying_names_the_slice_and_a_memory_restart_says_so():
+    from dask.distributed import KilledWorker
+
+    from napari_sam.batch.inputs import Input
+    from napari_sam.batch.runners import _result_of
+
+    class Gone:
+        status = "error"
+
+        def exception(self):
+            return KilledWorker("slice-3-a-1f2e3d4c", "tcp://127.0.0.1:40000", allowed_failures=3)
+
+    class Client:
+        def __init__(self, worker):
+            self.worker = worker
+
+        def get_events(self, topic):
+            assert topic == "worker-restart-memory"
+            return [(0.0, {"worker": self.worker, "pid": 1, "rss": 2_300_000_000})]
+
+    item = Input("a.tif", "a", "tiff")
+    died = _result_of(Gone(), item, Client("tcp://127.0.0.1:50000"), 2e9)
+    assert died.status == "failed" and "running it (slice 3) died each time" in died.reason
+    oom = _result_of(Gone(), item, Client("tcp://127.0.0.1:40000"), 2e9).reason
+    assert "(slice 3) ran out of memory" in oom and "it used 2.3 GB of its 2 GB memory limit" in oom
+    assert "fewer --workers" in oom

@@ -27,6 +27,6 @@ def test_a_worker_killed_for_memory_fails_only_its_file_with_the_reason(tmp_path
     summary = err[err.index("done:"):]
     assert "3 segmented, 0 skipped, 1 failed" in summary
     line = next(row for row in summary.splitlines() if "big.tif" in row)
-    assert "ran out of memory and was restarted by dask" in line and "past its memory limit of 1 GB" in line
+    assert "ran out of memory and was restarted by dask" in line and "GB of its 1 GB memory limit" in line
     assert "use fewer --workers" in line and "--tile" in line
     assert all((out / f"{n}.labels.tif").exists() for n in "acd") and not (out / "big.labels.tif").exists()

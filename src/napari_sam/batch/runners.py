@@ -133,7 +133,7 @@ def run_on_cluster(client, items: list[Input], spec: JobSpec, out: Path, job: Ca
             client.cancel(pending)
 
 
-def _result_of(future, item: Input, client=None, limit: str = "") -> Result:
+def _result_of(future, item: Input, client=None, limit: float = 0.0) -> Result:
     if future.status == "finished":
         return future.result()
     if future.status == "cancelled":
@@ -144,7 +144,7 @@ def _result_of(future, item: Input, client=None, limit: str = "") -> Result:
         used = _ran_out_of_memory(client, error)
         if used:
             reason = (f"the dask worker running it{where} ran out of memory and was restarted by dask, each time it "
-                      f"was tried (it used {used / 1e9:.2g} GB, past its memory limit{limit}): use fewer --workers "
+                      f"was tried ({_use_of(used, limit)}): use fewer --workers "
                       "(each then gets more memory), a smaller --tile or --points-per-batch, or workers with more "
                       "memory (--memory-limit, or --memory of dask-jobqueue)")
         else:
@@ -178,13 +178,21 @@ def _ran_out_of_memory(client, error) -> int:
     return used.get(address, 0)
 
 
-def _limit_of(client) -> str:
+def _limit_of(client) -> float:
+    """The workers' largest memory limit in bytes (0: none known)."""
     try:
         limits = {w.get("memory_limit") for w in client.scheduler_info(n_workers=-1)["workers"].values()}
     except Exception:
-        return ""
+        return 0.0
     limits.discard(None)
-    return f" of {max(limits) / 1e9:.2g} GB" if limits else ""
+    return float(max(limits)) if limits else 0.0
+
+
+def _use_of(used: int, limit: float) -> str:
+    # dask restarts a worker at 95 % of its limit (distributed.worker.memory.terminate).
+    if limit:
+        return f"it used {used / 1e9:.2g} GB of its {limit / 1e9:.2g} GB memory limit"
+    return f"it used {used / 1e9:.2g} GB, close to its memory limit"
 
 
 def _one_line(message) -> str:
