@@ -2,6 +2,7 @@
 
 import functools
 import os
+from dataclasses import replace
 
 import cloudpickle
 import numpy as np
@@ -94,6 +95,16 @@ def test_slices_saved_by_a_killed_run_are_not_segmented_again(stacks, tmp_path):
     result = slices.link_stack(again, done, spec, tmp_path / "out")
     assert result.status == "done" and result.n_objects >= 3
     assert not slices.slices_folder(tmp_path / "out", item.name, item.kind).exists() and os.path.exists(result.output)
+    first = read_labels_tiff(result.output)[0]
+    # --overwrite: the submitting side clears saved slices; a slice whose file is gone is segmented by the linker.
+    overwrite = replace(spec, overwrite=True)
+    slices.plan_stack(item, spec, tmp_path / "out")
+    assert slices.slices_folder(tmp_path / "out", item.name, item.kind).exists()
+    assert slices.stack_slices(item, overwrite, tmp_path / "out") == 5
+    assert not slices.slices_folder(tmp_path / "out", item.name, item.kind).exists()
+    assert slices.link_stack(slices.plan_stack(item, overwrite, tmp_path / "out"), done, overwrite,
+                             tmp_path / "out").status == "done"
+    assert np.array_equal(read_labels_tiff(result.output)[0], first)
 
 
 def test_a_slice_whose_workers_keep_dying_names_the_slice_and_a_memory_restart_says_so():

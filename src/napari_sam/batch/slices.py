@@ -61,13 +61,17 @@ class SliceDone:
 def stack_slices(item: Input, spec: JobSpec, out) -> int:
     """How many slice tasks ``item`` makes: its slices for a stack still to segment, else 0 (one file task).
 
-    Read on the machine that submits the tasks, from the file's header only;
-    an input that cannot be opened goes as a file task, which reports why.
+    Read on the machine that submits the tasks, once per run, from the file's
+    header only; an input that cannot be opened goes as a file task, which
+    reports why. With ``overwrite``, slices an earlier run saved are removed
+    here (not in a task: a task may run twice).
     """
     from .readers import open_input
 
     if not spec.overwrite and is_finished(Path(out), item.name, item.kind):
         return 0
+    if spec.overwrite:
+        shutil.rmtree(slices_folder(Path(out), item.name, item.kind), ignore_errors=True)
     try:
         opened = open_input(item, channel=spec.channel, allow_missing_chunks=spec.allow_missing_chunks)
     except Exception:
@@ -92,9 +96,9 @@ def plan_stack(item: Input, spec: JobSpec, out) -> StackPlan | Result:
             shape, ome = tuple(opened.data.shape), opened.ome
         finally:
             opened.close()
+        if intensity_range is not None:
+            intensity_range = tuple(float(v) for v in intensity_range)
         folder = slices_folder(Path(out), item.name, item.kind)
-        if spec.overwrite:
-            shutil.rmtree(folder, ignore_errors=True)
         # Saved slices count only for the same file, model and settings, and the same contrast.
         stat = os.stat(item.path) if Path(item.path).is_file() else None
         identity = repr((spec.model_key(), spec.channel, intensity_range, shape,
@@ -105,8 +109,8 @@ def plan_stack(item: Input, spec: JobSpec, out) -> StackPlan | Result:
         result = Result(str(item.path), item.name, "failed", worker=f"pid {os.getpid()}")
         result.reason, result.disk_full = failure_reason(err)
         return result
-    range_ = None if intensity_range is None else tuple(float(v) for v in intensity_range)
-    return StackPlan(item, shape[0], range_, str(folder / key), voxel_size, ome, time.perf_counter() - start)
+    return StackPlan(item, shape[0], intensity_range, str(folder / key), voxel_size, ome,
+                     time.perf_counter() - start)
 
 
 def _slice_path(plan: StackPlan, z: int) -> Path:
@@ -161,9 +165,16 @@ def link_stack(plan: StackPlan | Result, done: list[SliceDone], spec: JobSpec, o
         result.reason, result.disk_full = problems[0].reason, any(d.disk_full for d in problems)
         result.seconds = seconds
         return result
+
+    def saved(z: int) -> np.ndarray:
+        if not _slice_path(plan, z).exists():  # removed since its task ran (by hand): segment it here
+            again = segment_slice(plan, z, spec)
+            if again.reason:
+                raise ValueError(again.reason)
+        return np.load(_slice_path(plan, z))
+
     try:
-        linked = link_slices(lambda z: np.load(_slice_path(plan, z)), plan.n_slices, link_iou=spec.link_iou,
-                             min_z_extent=spec.min_z_extent)
+        linked = link_slices(saved, plan.n_slices, link_iou=spec.link_iou, min_z_extent=spec.min_z_extent)
         table = object_table(linked.labels)
         write_results(Path(out), item.name, item.kind, linked.labels, table, plan.voxel_size, plan.ome)
     except Exception as err:
