@@ -34,7 +34,8 @@ def add_segment_command(subparsers) -> argparse.ArgumentParser:
         "segment",
         help="segment everything (SAM's automatic mask generator) in images, stacks, folders and OME-Zarr",
         description="Prompt SAM with a grid of points and keep the confident, stable masks; per input write labels "
-        "(a uint32 TIFF, or an OME-Zarr labels group for OME-Zarr inputs) and a CSV table of objects into --out. "
+        "(a uint32 TIFF, or for OME-Zarr inputs an OME-Zarr labels group with a pyramid: y and x halved by nearest "
+        "neighbour down to 256 px) and a CSV table of objects into --out. "
         "Finished inputs are skipped when run again; inputs are never written to.",
     )
     parser.add_argument("inputs", nargs="+",
