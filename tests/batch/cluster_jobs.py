@@ -28,3 +28,39 @@ def troubled_job(marker_folder, item, spec, out, say=None):
     result = job_module.segment_input(item, spec, out, say)
     result.reason = f"loads={job_module.MODEL_LOADS['count']}"  # each worker process loads the model once
     return result
+
+
+def dying_slice(marker_folder, plan, z, spec):
+    """Slice 2 of stack "a" kills its own worker the first time it is tried; each run of a slice notes who ran it
+    and whether it segmented the slice or found it saved (a result lost with a dead worker's memory is asked again)."""
+    import napari_sam.batch.slices as slices
+
+    folder = Path(marker_folder)
+    if plan.item.name == "a" and z == 2 and not (folder / "killed").exists():
+        (folder / "killed").write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    done = slices.segment_slice(plan, z, spec)
+    how = "saved" if done.seconds == 0.0 else "segmented"
+    (folder / f"{plan.item.name}-z{z}-{how}-pid{os.getpid()}-{os.urandom(2).hex()}").write_text("")
+    return done
+
+
+def greedy_job(item, spec, out, say=None):
+    """"big" allocates memory until its worker's nanny kills it; the others write small labels (no model)."""
+    import time
+
+    import numpy as np
+
+    from napari_sam.auto.labels import object_table
+    from napari_sam.batch.outputs import write_results
+
+    if item.name == "big":
+        held = []
+        for _ in range(300):  # 20 MB a step, up to 6 GB: far past the test's limit
+            held.append(np.ones(20 * 2**20, dtype=np.uint8))
+            time.sleep(0.01)
+        raise AssertionError("the nanny did not stop this worker")
+    labels = np.zeros((16, 16), np.uint32)
+    labels[4:8, 4:8] = 1
+    write_results(Path(out), item.name, item.kind, labels, object_table(labels), None, None)
+    return job_module.Result(str(item.path), item.name, "done", n_objects=1, worker=f"pid {os.getpid()}")

@@ -5,9 +5,11 @@ Plain Python (no napari or Qt), one job per module:
 * :mod:`.inputs` — files, folders (recursive) and glob patterns to a list of inputs with output names.
 * :mod:`.readers` — each input opened lazily (TIFF/BigTIFF via tifffile's zarr view, .npy, OME-Zarr level 0),
   damaged ones refused with the reason.
-* :mod:`.outputs` — labels (TIFF, or an OME-Zarr labels group) and the object table, whole or not at all.
+* :mod:`.outputs` — labels (TIFF, or an OME-Zarr labels group with a pyramid) and the object table, whole
+  or not at all.
 * :mod:`.job` — one input from start to finish; a :class:`~.job.Result` instead of an exception.
-* :mod:`.runners` — the plain loop, or one dask task per input with retries.
+* :mod:`.slices` — a stack on a cluster as one task per slice, linked through z when all are back.
+* :mod:`.runners` — the plain loop, or dask tasks (per input, or per slice for stacks) with retries.
 * :mod:`.command` — the ``segment`` command: checks, the run, the summary.
 """
 

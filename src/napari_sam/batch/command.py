@@ -3,6 +3,7 @@
 Usage::
 
     napari-sam-annotator segment DATA/ 'more/*.tif' plate.ome.zarr --out results/ [--workers 2 | --scheduler ADDRESS]
+                                 [--split slices|files] [--memory-limit 4GB]
 
 The steps: find the inputs (:mod:`.inputs`), check the options and the
 results folder before any work, then run one job per input (:mod:`.job`)
@@ -33,7 +34,8 @@ def add_segment_command(subparsers) -> argparse.ArgumentParser:
         "segment",
         help="segment everything (SAM's automatic mask generator) in images, stacks, folders and OME-Zarr",
         description="Prompt SAM with a grid of points and keep the confident, stable masks; per input write labels "
-        "(a uint32 TIFF, or an OME-Zarr labels group for OME-Zarr inputs) and a CSV table of objects into --out. "
+        "(a uint32 TIFF, or for OME-Zarr inputs an OME-Zarr labels group with a pyramid: y and x halved by nearest "
+        "neighbour down to 256 px) and a CSV table of objects into --out. "
         "Finished inputs are skipped when run again; inputs are never written to.",
     )
     parser.add_argument("inputs", nargs="+",
@@ -73,6 +75,13 @@ def add_segment_command(subparsers) -> argparse.ArgumentParser:
                        help="run on a dask LocalCluster of N worker processes on this machine")
     where.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="run on an existing dask.distributed cluster (e.g. tcp://head-node:8786)")
+    parser.add_argument("--split", choices=("slices", "files"), default=None,
+                        help="with --workers/--scheduler: 'slices' (the default) runs each 3D stack as one task per "
+                        "slice, linked through z once all are back, so a stack uses every worker and a lost worker "
+                        "costs one slice; 'files' runs each input as one task")
+    parser.add_argument("--memory-limit", default=None, metavar="SIZE",
+                        help="with --workers: memory per worker process (e.g. 4GB; default: this machine's memory "
+                        "shared out); a worker going past it is restarted and its task tried elsewhere")
     parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
                         help="how long to wait for --scheduler to answer (default 10)")
     parser.add_argument("--quiet", action="store_true", help="print only errors and the summary")
@@ -80,8 +89,9 @@ def add_segment_command(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def run_segment(args: argparse.Namespace, out=None, job=None) -> int:
-    """Handle ``segment``; ``job`` replaces :func:`.job.segment_input` (tests: a worker that dies)."""
+def run_segment(args: argparse.Namespace, out=None, job=None, slice_job=None) -> int:
+    """Handle ``segment``; ``job`` and ``slice_job`` replace :func:`.job.segment_input` and
+    :func:`.slices.segment_slice` (tests: a worker that dies)."""
     from ..auto.settings import make_settings
     from .inputs import find_inputs
     from .job import generator_for, segment_input
@@ -105,6 +115,7 @@ def run_segment(args: argparse.Namespace, out=None, job=None) -> int:
                        tile=args.tile, halo=args.halo, object_diameter=args.object_diameter)
         if distributed:
             _check_model_name(spec.model)
+        _check_cluster_options(args, distributed)
     except (ValueError, TypeError, OSError) as err:
         say(f"error: {one_line(err)}")
         return EXIT_BAD_INPUT
@@ -113,10 +124,11 @@ def run_segment(args: argparse.Namespace, out=None, job=None) -> int:
     client = None
     try:
         if distributed:
-            client = connect(args.scheduler, args.workers, args.connect_timeout)
+            client = connect(args.scheduler, args.workers, args.connect_timeout, args.memory_limit)
             n = len(client.scheduler_info(n_workers=-1).get("workers", {})) if args.scheduler else args.workers
             say(f"segmenting {len(items)} inputs on {n} dask workers ({args.scheduler or 'this machine'})")
-            results = run_on_cluster(client, items, spec, args.out, job=job)
+            results = run_on_cluster(client, items, spec, args.out, job=job, split=args.split or "slices",
+                                     slice_job=slice_job)
         else:
             generator_for(spec)
             results = run_here(items, spec, args.out, None if args.quiet else say, job=job)
@@ -191,6 +203,23 @@ def _check_out(folder: Path, items) -> None:
         probe.unlink()
     except OSError as err:
         raise ValueError(f"cannot write into --out {folder}: {err.strerror or err}") from None
+
+
+def _check_cluster_options(args, distributed: bool) -> None:
+    if args.split is not None and not distributed:
+        raise ValueError("--split applies to runs on dask workers (--workers N or --scheduler ADDRESS); "
+                         "the plain loop segments each input whole")
+    if args.memory_limit is not None:
+        if args.workers is None:
+            raise ValueError("--memory-limit applies to --workers (a LocalCluster); an existing cluster's "
+                             "workers have the memory they were started with")
+        from dask.utils import parse_bytes
+
+        try:
+            if parse_bytes(args.memory_limit) <= 0:
+                raise ValueError
+        except (ValueError, TypeError):
+            raise ValueError(f"--memory-limit {args.memory_limit!r} is not a size: give e.g. 4GB or 800MB") from None
 
 
 def _check_model_name(model: str) -> None:

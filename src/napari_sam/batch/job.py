@@ -98,22 +98,41 @@ def segment_input(item: Input, spec: JobSpec, out, say=None) -> Result:
         return result
     try:
         n_objects = _segment_and_write(item, spec, out, say)
-    except DiskFull as err:
-        result.reason, result.disk_full = str(err.strerror), True
-    except (ValueError, TypeError) as err:
-        result.reason = _one_line(err)
-    except MemoryError as err:
-        detail = f" ({_one_line(err)})" if str(err) else ""
-        result.reason = (f"out of memory{detail}: use a machine or dask worker with more memory, or a smaller "
-                         "--points-per-batch")
-    except OSError as err:
-        result.reason = f"cannot read or write: {_one_line(err) or type(err).__name__}"
-    except Exception as err:  # a bug met on one input must not cost the others
-        result.reason = f"unexpected error: {type(err).__name__}: {_one_line(err)} (please report it)"
+    except Exception as err:
+        result.reason, result.disk_full = failure_reason(err)
     else:
         result.status, result.n_objects = "done", n_objects
     result.seconds = time.perf_counter() - start
     return result
+
+
+def failure_reason(err: Exception) -> tuple[str, bool]:
+    """(reason on one line, disk full?) for an error met on one input: what its summary line says."""
+    if isinstance(err, DiskFull):
+        return str(err.strerror), True
+    if isinstance(err, (ValueError, TypeError)):
+        return _one_line(err), False
+    if isinstance(err, MemoryError):
+        detail = f" ({_one_line(err)})" if str(err) else ""
+        return (f"out of memory{detail}: use a machine or dask worker with more memory, or a smaller "
+                "--points-per-batch"), False
+    if isinstance(err, OSError):
+        return f"cannot read or write: {_one_line(err) or type(err).__name__}", False
+    # A bug met on one input must not cost the others.
+    return f"unexpected error: {type(err).__name__}: {_one_line(err)} (please report it)", False
+
+
+def voxel_size_for(opened, spec: JobSpec):
+    """The labels' voxel size: --voxel-size, else what the file records; ValueError when it does not fit."""
+    spatial = opened.axes.replace("c", "")
+    voxel_size = opened.voxel_size if spec.voxel_size is None else tuple(spec.voxel_size)
+    if voxel_size is not None and len(voxel_size) != len(spatial):
+        raise ValueError(f"--voxel-size has {len(voxel_size)} values but this image has {len(spatial)} axes "
+                         f"({' '.join(spatial)}, shape {tuple(opened.data.shape)}); give "
+                         f"{' '.join(spatial)}")
+    if voxel_size is not None and min(voxel_size) <= 0:
+        raise ValueError(f"--voxel-size must be positive, got {list(voxel_size)}")
+    return voxel_size
 
 
 def _segment_and_write(item: Input, spec: JobSpec, out: Path, say) -> int:
@@ -122,14 +141,7 @@ def _segment_and_write(item: Input, spec: JobSpec, out: Path, say) -> int:
     # 1. Open the input lazily; damaged files are refused here, before the model is asked anything.
     opened = open_input(item, channel=spec.channel, allow_missing_chunks=spec.allow_missing_chunks)
     try:
-        spatial = opened.axes.replace("c", "")
-        voxel_size = opened.voxel_size if spec.voxel_size is None else tuple(spec.voxel_size)
-        if voxel_size is not None and len(voxel_size) != len(spatial):
-            raise ValueError(f"--voxel-size has {len(voxel_size)} values but this image has {len(spatial)} axes "
-                             f"({' '.join(spatial)}, shape {tuple(opened.data.shape)}); give "
-                             f"{' '.join(spatial)}")
-        if voxel_size is not None and min(voxel_size) <= 0:
-            raise ValueError(f"--voxel-size must be positive, got {list(voxel_size)}")
+        voxel_size = voxel_size_for(opened, spec)
         # 2. Segment: a plane as one image, a stack slice by slice with objects linked through z.
         generator = generator_for(spec)
         if opened.axes == "zyx":

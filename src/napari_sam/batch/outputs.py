@@ -9,7 +9,12 @@ Per input ``NAME`` (its sub-folders kept):
   (``multiscales`` with the input's axes, units and voxel size, and
   ``image-label``) of the input's NGFF version (0.4: zarr v2, 0.5: zarr v3).
   Its ``source`` is ``../../`` as the spec has it: copy ``labels/`` into the
-  input image to attach them to it.
+  input image to attach them to it. The labels are a pyramid, whatever the
+  input's levels (:func:`pyramid_levels`): level 0 at full size, then each
+  level half the one before in y and x (z kept), by nearest neighbour (every
+  second pixel: labels are never averaged into ids that do not exist), until
+  the longer side is :data:`SMALLEST_LEVEL` pixels or less; napari then shows
+  a slide-sized label image as fast as its image.
 
 Nothing is ever written next to the input. Each output is written under a
 hidden temporary name and renamed when complete (a folder rename too, so
@@ -31,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 LABELS_NAME = "sam"  # the labels group's name inside NAME.ome.zarr/labels/
+SMALLEST_LEVEL = 256  # pyramid: levels are halved until their longer y/x side is this or less
 _DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
@@ -44,6 +50,11 @@ def output_paths(out: Path, name: str, kind: str) -> tuple[Path, Path]:
     return labels, out / f"{name}.objects.csv"
 
 
+def slices_folder(out: Path, name: str, kind: str) -> Path:
+    """Where a stack's slice tasks save their labels until they are linked (hidden: never taken for a result)."""
+    return output_paths(out, name, kind)[0].parent / f".{Path(name).name}.slices"
+
+
 def is_finished(out: Path, name: str, kind: str) -> bool:
     return all(p.exists() for p in output_paths(out, name, kind))
 
@@ -54,6 +65,8 @@ def write_results(out: Path, name: str, kind: str, labels: np.ndarray, table: li
     labels_path, table_path = output_paths(out, name, kind)
     labels_path.parent.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(labels_path)
+    # Slices a cluster run saved for this input are of no use once it is written (by that run or the plain loop).
+    shutil.rmtree(slices_folder(out, name, kind), ignore_errors=True)
     try:
         write_table(table_path, table, labels.ndim)
         if kind == "ome-zarr":
@@ -99,8 +112,14 @@ def write_ome_zarr_labels(path: Path, labels: np.ndarray, voxel_size, ome: dict)
     scale = [float(s) for s in voxel_size] if voxel_size is not None else [1.0] * labels.ndim
     v3 = version.startswith("0.5")
     axes_meta = [{"name": a, "type": "space", **({"unit": u} if u else {})} for a, u in zip(axes, units)]
-    multiscale = {"name": LABELS_NAME, "axes": axes_meta,
-                  "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}]}
+    levels = pyramid_levels(labels.shape, axes)
+    # Level k takes every 2**k-th pixel from pixel 0: its pixel i is level 0's pixel i * 2**k, so a scale
+    # alone (no translation) puts it where it belongs.
+    datasets = [{"path": str(k), "coordinateTransformations": [
+        {"type": "scale", "scale": [s * (2**k if a in "yx" else 1) for s, a in zip(scale, axes)]}]}
+        for k in range(levels)]
+    multiscale = {"name": LABELS_NAME, "axes": axes_meta, "datasets": datasets, "type": "nearest",
+                  "metadata": {"method": "every second pixel in y and x (nearest neighbour)"}}
     image_label = {"version": version, "source": {"image": "../../"}}
 
     def ngff(attrs: dict) -> dict:
@@ -119,15 +138,32 @@ def write_ome_zarr_labels(path: Path, labels: np.ndarray, voxel_size, ome: dict)
         group.attrs.update(ngff({"labels": [LABELS_NAME]}))
         image = group.create_group(LABELS_NAME)
         image.attrs.update(ngff({"multiscales": [multiscale], "image-label": image_label}))
-        chunks = tuple(1 if a == "z" else min(n, 1024) for a, n in zip(axes, labels.shape))
         extra = {"dimension_names": axes} if v3 else {"chunk_key_encoding": {"name": "v2", "separator": "/"}}
-        array = image.create_array("0", shape=labels.shape, chunks=chunks, dtype="uint32", fill_value=0, **extra)
-        store_level(array, labels)
+        for k in range(levels):
+            level = downsample(labels, axes, k)
+            chunks = tuple(1 if a == "z" else min(n, 1024) for a, n in zip(axes, level.shape))
+            array = image.create_array(str(k), shape=level.shape, chunks=chunks, dtype="uint32", fill_value=0,
+                                       **extra)
+            store_level(array, level)
         _replace_folder(temp, path)
         temp = None
     finally:
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
+
+
+def pyramid_levels(shape, axes) -> int:
+    """How many levels the labels get: halving y and x until the longer side is SMALLEST_LEVEL or less."""
+    side, levels = max(n for n, a in zip(shape, axes) if a in "yx"), 1
+    while side > SMALLEST_LEVEL:
+        side, levels = (side + 1) // 2, levels + 1
+    return levels
+
+
+def downsample(labels: np.ndarray, axes, level: int) -> np.ndarray:
+    """Level ``level`` of the pyramid: every 2**level-th pixel in y and x, from pixel 0 (a view, no copy)."""
+    step = 2**level
+    return labels[tuple(slice(None, None, step) if a in "yx" else slice(None) for a in axes)]
 
 
 def store_level(array, labels: np.ndarray) -> None:

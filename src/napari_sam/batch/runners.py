@@ -4,15 +4,16 @@ Both runners yield each input's :class:`~.job.Result` as it finishes, and
 both stop starting new inputs once one reports a full disk (every further
 one would fail the same way, after segmenting for nothing).
 
-On a cluster each input is one task, submitted with ``retries``: results are
-written by the worker itself into the results folder (whole or not at all,
-:mod:`.outputs`), so a worker that dies loses only the input it was working
-on; dask gives that task to another worker, and the run completes. A task
-whose workers keep dying (more than the scheduler's
+On a cluster each input is one task, or, for a stack with ``split="slices"``
+(the command's default on a cluster), one task per slice and a last one that
+links them through z (:mod:`.slices`). Tasks are submitted with ``retries``;
+results are written by the worker itself into the results folder (whole or
+not at all, :mod:`.outputs`), so a worker that dies loses only the input or
+the slice it was working on; dask gives that task to another worker, and the
+run completes. A task whose workers keep dying (more than the scheduler's
 ``distributed.scheduler.allowed-failures``) is reported as failed with that
-reason. Tasks are per input, not per slice: a folder of many files already
-keeps every worker busy, and a stack's slices share its intensity range and
-are linked through z in order.
+reason, and when dask's nanny restarted them for going past their memory
+limit, the reason says so and what to do.
 """
 
 from __future__ import annotations
@@ -40,8 +41,12 @@ def run_here(items: list[Input], spec: JobSpec, out: Path, say=None,
             return
 
 
-def connect(scheduler: str | None, workers: int | None, timeout: float = 10.0):
-    """A dask Client for ``--scheduler ADDRESS`` or a LocalCluster of ``workers`` processes; ValueError if none answers."""
+def connect(scheduler: str | None, workers: int | None, timeout: float = 10.0, memory_limit: str | None = None):
+    """A dask Client for ``--scheduler ADDRESS`` or a LocalCluster of ``workers`` processes; ValueError if none answers.
+
+    ``memory_limit`` (LocalCluster, per worker: "4GB"; default: the machine's memory shared out): a worker
+    going past it is restarted by its nanny, and its task tried again elsewhere.
+    """
     from dask.distributed import Client, LocalCluster
 
     if scheduler is not None:
@@ -58,7 +63,7 @@ def connect(scheduler: str | None, workers: int | None, timeout: float = 10.0):
     if workers is None or workers < 1:
         raise ValueError(f"--workers must be at least 1, got {workers}")
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR)
+                           silence_logs=logging.ERROR, memory_limit=memory_limit or "auto")
     client = Client(cluster)
     client._napari_sam_cluster = cluster  # closed with the client in close()
     return client
@@ -76,47 +81,118 @@ def local_threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def run_on_cluster(client, items: list[Input], spec: JobSpec, out: Path,
-                   job: Callable = segment_input) -> Iterator[Result]:
-    """Each input as one task on ``client``'s workers; results in the order they finish."""
+def run_on_cluster(client, items: list[Input], spec: JobSpec, out: Path, job: Callable = segment_input,
+                   split: str = "slices", slice_job: Callable | None = None) -> Iterator[Result]:
+    """Each input as one task on ``client``'s workers, stacks slice by slice unless ``split="files"``.
+
+    Results come in the order inputs finish. ``slice_job`` replaces
+    :func:`.slices.segment_slice` (tests: a worker that dies mid-stack).
+    """
     from dataclasses import replace
 
     from dask.distributed import as_completed
 
+    from . import slices
+
+    if split not in ("slices", "files"):
+        raise ValueError(f"split must be 'slices' or 'files', got {split!r}")
+    slice_job = slices.segment_slice if slice_job is None else slice_job
     # Workers on other nodes start in other folders: they get absolute paths.
     out = Path(out).absolute()
-    futures = {}
+    limit = _limit_of(client)  # now, while every worker is up: a dying one leaves the scheduler's list
+    finals, every = {}, []
     for item in (replace(i, path=Path(i.path).absolute()) for i in items):
+        tag = f"{item.name}-{os.urandom(4).hex()}"
+        n = slices.stack_slices(item, spec, out) if split == "slices" else 0
         # pure=False: the same input submitted by a later run is work to do again, not a cached result.
-        future = client.submit(job, item, spec, str(out), None, retries=RETRIES, pure=False,
-                               key=f"segment-{item.name}-{os.urandom(4).hex()}")
-        futures[future] = item
-    pending = set(futures)
+        if n:
+            plan = client.submit(slices.plan_stack, item, spec, str(out), retries=RETRIES, pure=False,
+                                 key=f"plan-{tag}")
+            parts = [client.submit(slice_job, plan, z, spec, retries=RETRIES, pure=False, key=f"slice-{z}-{tag}")
+                     for z in range(n)]
+            future = client.submit(slices.link_stack, plan, parts, spec, str(out), retries=RETRIES, pure=False,
+                                   key=f"link-{tag}")
+            every += [plan, *parts]
+        else:
+            future = client.submit(job, item, spec, str(out), None, retries=RETRIES, pure=False,
+                                   key=f"segment-{tag}")
+        finals[future] = item
+        every.append(future)
+    pending = set(every)
     try:
-        for future in as_completed(list(futures)):
+        for future in as_completed(list(finals)):
             pending.discard(future)
-            result = _result_of(future, futures[future])
+            result = _result_of(future, finals[future], client, limit)
             yield result
             if result.disk_full:
                 return
     finally:
         # Interrupted, disk full, or the caller stopped early: nothing more is to run.
+        pending = [f for f in pending if f.status == "pending"]
         if pending:
-            client.cancel(list(pending))
+            client.cancel(pending)
 
 
-def _result_of(future, item: Input) -> Result:
+def _result_of(future, item: Input, client=None, limit: float = 0.0) -> Result:
     if future.status == "finished":
         return future.result()
     if future.status == "cancelled":
         return Result(str(item.path), item.name, "failed", reason="cancelled")
     error = future.exception()
     if type(error).__name__ == "KilledWorker":
-        reason = ("the dask workers running it died each time it was tried (killed, or beyond their memory limit: "
-                  "give the workers more memory, e.g. --memory of dask-jobqueue)")
+        where = _slice_of(error)
+        used = _ran_out_of_memory(client, error)
+        if used:
+            reason = (f"the dask worker running it{where} ran out of memory and was restarted by dask, each time it "
+                      f"was tried ({_use_of(used, limit)}): use fewer --workers "
+                      "(each then gets more memory), a smaller --tile or --points-per-batch, or workers with more "
+                      "memory (--memory-limit, or --memory of dask-jobqueue)")
+        else:
+            reason = (f"the dask workers running it{where} died each time it was tried (killed, or beyond their "
+                      "memory limit: give the workers more memory, e.g. --memory of dask-jobqueue)")
     else:
         reason = f"{type(error).__name__}: {_one_line(error)}"
     return Result(str(item.path), item.name, "failed", reason=reason)
+
+
+def _slice_of(error) -> str:
+    """" (slice 3)" when the task whose workers died was one slice of a stack."""
+    task = str(getattr(error, "task", "") or (error.args[0] if error.args else ""))
+    return f" (slice {task.split('-')[1]})" if task.startswith("slice-") else ""
+
+
+def _ran_out_of_memory(client, error) -> int:
+    """The memory (bytes) of the worker that died with the task last, if its nanny restarted it for memory, else 0.
+
+    The nanny logs an event per such restart that names the worker.
+    """
+    if client is None:
+        return 0
+    try:
+        events = client.get_events("worker-restart-memory")
+    except Exception:  # an older scheduler, or one that went away: say what is certain
+        return 0
+    last = getattr(error, "last_worker", None)
+    address = getattr(last, "address", last)
+    used = {e.get("worker"): int(e.get("rss") or 1) for _, e in events if isinstance(e, dict)}
+    return used.get(address, 0)
+
+
+def _limit_of(client) -> float:
+    """The workers' largest memory limit in bytes (0: none known)."""
+    try:
+        limits = {w.get("memory_limit") for w in client.scheduler_info(n_workers=-1)["workers"].values()}
+    except Exception:
+        return 0.0
+    limits.discard(None)
+    return float(max(limits)) if limits else 0.0
+
+
+def _use_of(used: int, limit: float) -> str:
+    # dask restarts a worker at 95 % of its limit (distributed.worker.memory.terminate).
+    if limit:
+        return f"it used {used / 1e9:.2g} GB of its {limit / 1e9:.2g} GB memory limit"
+    return f"it used {used / 1e9:.2g} GB, close to its memory limit"
 
 
 def _one_line(message) -> str:
