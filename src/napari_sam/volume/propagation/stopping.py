@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .anisotropy import check_z_spacing
 from .prompting import PROMPT_PARTS
 
 DEFAULT_IOU_THRESHOLD = 0.25
@@ -75,7 +76,7 @@ def _fraction(name, value) -> float:
 
 def check_settings(iou_threshold, min_area, prompt, box_margin, max_distance, max_regrowth=None, *,
                    vanish_fraction=0.0, overlap="iou", fit_signal=False, shrink=False,
-                   signal_valley=False) -> dict:
+                   signal_valley=False, z_spacing=None) -> dict:
     iou_threshold = _fraction("iou_threshold", iou_threshold)
     if isinstance(min_area, bool) or not isinstance(min_area, (int, np.integer)) or min_area < 1:
         raise ValueError(f"min_area must be a whole number of pixels >= 1, got {min_area!r}")
@@ -121,4 +122,5 @@ def check_settings(iou_threshold, min_area, prompt, box_margin, max_distance, ma
         "fit_signal": bool(fit_signal),
         "shrink": bool(shrink),
         "signal_valley": bool(signal_valley),
+        "z_spacing": check_z_spacing(z_spacing),
     }
