@@ -17,7 +17,8 @@ for the flow a user has (click every nucleus, "Propagate all"), the targets
 of issue 18 with pass/fail: mean >= 0.85, median >= 0.90, none < 0.5, the
 distribution, the worst five with their reasons, the clicks needed with
 corrections until the 3D IoU is >= 0.9 (NoC@90), and the time per slice
-against the baseline measured here.
+against the baseline measured here. Last, "Propagate all" on stacks whose slices are 4 pixel widths apart,
+without and with ``z_spacing=4`` (what the Volume dock passes from the image's scale).
 
     python benchmarks/bench_propagation.py [--seeds 7 3 11] [--threads 2] [--skip-speed] [--skip-quality]
 """
