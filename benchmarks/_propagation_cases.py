@@ -17,9 +17,9 @@ from napari_sam.volume.propagate import SamSliceSegmenter, correct, propagate, p
 class Case:
     """One generated stack, embedded, with every object clicked once on its largest slice."""
 
-    def __init__(self, predictor, seed: int, folder, shape=(32, 256, 256)):
+    def __init__(self, predictor, seed: int, folder, shape=(32, 256, 256), z_step: float = 2.0):
         self.seed = seed
-        self.stack, self.truth = make_nuclei_3d(shape, n_objects=(12, 16), seed=seed, dtype=np.uint16)
+        self.stack, self.truth = make_nuclei_3d(shape, n_objects=(12, 16), seed=seed, dtype=np.uint16, z_step=z_step)
         self.embeddings = StackEmbeddings(predictor, self.stack, EmbeddingStore(folder))
         embed_stack(predictor, self.embeddings)
         self.ids = [int(i) for i in np.unique(self.truth)[1:]]

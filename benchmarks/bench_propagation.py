@@ -17,12 +17,14 @@ for the flow a user has (click every nucleus, "Propagate all"), the targets
 of issue 18 with pass/fail: mean >= 0.85, median >= 0.90, none < 0.5, the
 distribution, the worst five with their reasons, the clicks needed with
 corrections until the 3D IoU is >= 0.9 (NoC@90), and the time per slice
-against the baseline measured here.
+against the baseline measured here. Last, "Propagate all" on stacks whose slices are 4 pixel widths apart,
+without and with ``z_spacing=4`` (what the Volume dock passes from the image's scale).
 
     python benchmarks/bench_propagation.py [--seeds 7 3 11] [--threads 2] [--skip-speed] [--skip-quality]
 """
 
 import argparse
+import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -89,10 +91,30 @@ def ablation_rows():
         ("  pick of 3 by previous mask", "one", {"pick": "agreement"}),
         ("  pick of 3 by expected shape", "one", {"pick": "shape"}),
         ("  + negatives on true neighbours*", "one", {"prompt": ("box", "point", "negatives"), "truth_neighbours": True}),
+        ("Propagate all, edge level as before", "all", {"patch": {("signal", "BEST_CUT_WEIGHT"): 0.5,
+                                                                  ("signal", "EDGE_FRACTION"): 0.5}}),
+        ("Propagate all, claims by steps only", "all", {"patch": {("objects", "CLAIM_BY_CONTINUITY"): False}}),
         ("Propagate all, 1 round", "all", {"rounds": 1}),
         ("Propagate all, walking together", "all", {"together": True}),
         ("Propagate all (default)", "all", {}),
     ]
+
+
+@contextlib.contextmanager
+def patched(constants):
+    """The walk's module constants {(module, name): value} set for one ablation row, then restored."""
+    import importlib
+
+    saved = []
+    for (module, name), value in constants.items():
+        module = importlib.import_module(f"napari_sam.volume.propagation.{module}")
+        saved.append((module, name, getattr(module, name)))
+        setattr(module, name, value)
+    try:
+        yield
+    finally:
+        for module, name, value in reversed(saved):
+            setattr(module, name, value)
 
 
 def quality(folder: Path, seeds) -> None:
@@ -114,12 +136,14 @@ def quality(folder: Path, seeds) -> None:
     flows, reference = {}, None
     for name, how, options in ablation_rows():
         timer, ious, labels = Timer(), {}, {}
-        for case in cases:
-            if how == "one":
-                found = one_by_one(case, timer, **options)
-            else:
-                found, labels[case.seed] = all_at_once(case, timer, **options)
-            ious.update({(case.seed, oid): v for oid, v in found.items()})
+        options = dict(options)
+        with patched(options.pop("patch", {})):
+            for case in cases:
+                if how == "one":
+                    found = one_by_one(case, timer, **options)
+                else:
+                    found, labels[case.seed] = all_at_once(case, timer, **options)
+                ious.update({(case.seed, oid): v for oid, v in found.items()})
         values = np.array([v[0] for v in ious.values()])
         reference = reference or timer.ms_per_slice
         flows[name] = (ious, labels, timer)
@@ -147,6 +171,24 @@ def quality(folder: Path, seeds) -> None:
     noc = np.array([clicks_to_90(case, labels[case.seed], oid) for case in cases for oid in case.ids])
     print(f"  NoC@90 in 3D (clicks until IoU >= 0.9, corrections with correct(), at most 10): mean {noc.mean():.2f}, "
           f"median {np.median(noc):.0f}, reached by {(noc <= 10).sum()} of {len(noc)} nuclei")
+    anisotropic(predictor, folder, seeds)
+
+
+def anisotropic(predictor, folder: Path, seeds) -> None:
+    """Propagate all on stacks whose slices are 4 pixel widths apart, without and with the spacing given."""
+    from _propagation_cases import Case, Timer, all_at_once
+
+    cases = [Case(predictor, seed, folder / "demo", shape=(16, 256, 256), z_step=4.0) for seed in seeds]
+    print(f"\nAnisotropic stacks {cases[0].stack.shape}, slices 4 pixel widths apart, "
+          f"{sum(len(c.ids) for c in cases)} nuclei, Propagate all:")
+    for name, options in (("z_spacing not given (2)", {}), ("z_spacing=4 (the image's scale)", {"z_spacing": 4.0})):
+        timer, values = Timer(), []
+        for case in cases:
+            found, _ = all_at_once(case, timer, **options)
+            values += [v[0] for v in found.values()]
+        values = np.array(values)
+        print(f"  {name:32s} mean {values.mean():.3f} median {np.median(values):.3f} worst {values.min():.3f} "
+              f"below 0.5: {(values < 0.5).sum()}")
 
 
 def main() -> None:

@@ -286,3 +286,29 @@ def test_propagate_all_stops_a_walk_that_grows_into_the_next_object_along_z():
     assert (crept & (labels == 2)).sum() > (labels == 1).sum()  # without the stop it eats the big one
     assert (stopped & (labels == 2)).sum() < 0.2 * (labels == 1).sum()
     assert (stopped & small).sum() > 0.9 * small.sum()
+
+
+def test_a_voxel_two_walks_claim_goes_to_the_walk_it_continues():
+    from napari_sam.volume.propagate import PropagationResult, SliceOutcome
+    from napari_sam.volume.propagation.objects import _one_to_one
+
+    shape = (6, 20, 20)
+    left, right = np.zeros(shape[1:], bool), np.zeros(shape[1:], bool)
+    left[5:15, 2:9], right[5:15, 11:18] = True, True
+
+    def walked(annotated, slices):
+        result = PropagationResult(mask=np.zeros(shape, bool))
+        for z, where in slices.items():
+            result.mask[z] = where
+            result.slices[z] = SliceOutcome(z, "annotated" if z == annotated else "propagated", int(where.sum()), annotated)
+        return result
+
+    # Object 1 (clicked on slice 2) slid onto object 2's place on slice 3, one step from its click;
+    # object 2 (clicked on slice 5) comes down to slice 3 through its own slice 4, two steps away.
+    slid = walked(2, {1: left, 2: left, 3: right})
+    own = walked(5, {3: right, 4: right, 5: right})
+    seeds = np.zeros(shape, np.int64)
+    seeds[2][left], seeds[5][right] = 1, 2
+    labels = _one_to_one({1: slid, 2: own}, shape, seeds)
+    assert (labels[3][right] == 2).all()  # the walk it continues, not the nearer one that jumped there
+    assert (labels[1][left] == 1).all() and (labels[4][right] == 2).all() and not (labels[3] == 1).any()

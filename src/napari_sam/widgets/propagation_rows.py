@@ -30,6 +30,7 @@ from ..volume.propagate import (
     propagate,
     propagate_all,
 )
+from ..volume.propagation.anisotropy import z_spacing_from_scale
 from ..volume.propagation.objects import NEGATIVES_PROMPT, volume_change
 
 #: Area growth (fraction of the smallest area on a walk) that ends it when "Stop when it grows again" is on.
@@ -81,10 +82,14 @@ class PropagationRows:
 
     def options(self) -> dict:
         """The stop settings; unticked "grows again" leaves each action its own default (Propagate all stops
-        a walk whose mask doubles, one object walks on)."""
+        a walk whose mask doubles, one object walks on). The distance between slices comes from the image
+        layer's scale along the walked axis (ValueError for a scale of 0, below 0 or not a number)."""
         options = dict(iou_threshold=float(self.iou_spin.value()))
         if self.regrowth_check.isChecked():
             options["max_regrowth"] = REGROWTH_LIMIT
+        image = self.dock.image
+        if image is not None:
+            options["z_spacing"] = z_spacing_from_scale(image.scale, self.dock.axis_spin.value())
         return options
 
     def _context(self):
@@ -103,10 +108,11 @@ class PropagationRows:
         try:
             segmenter, index, layer, labels, _ = self._context()
             annotations = annotations_from_labels(labels, label)
+            options = self.options()
         except (ValueError, TypeError) as err:
             self.dock._fail(f"cannot propagate object {label}: {err}")
             return False
-        others, options = np.where(labels == label, 0, labels), self.options()
+        others = np.where(labels == label, 0, labels)
         self.fixed[label] = set(annotations)
 
         def job():
@@ -126,10 +132,10 @@ class PropagationRows:
         """Propagate every object drawn on the slice shown, one-to-one in each slice."""
         try:
             segmenter, index, layer, labels, z = self._context()
+            options = self.options()
         except (ValueError, TypeError) as err:
             self.dock._fail(f"cannot propagate the objects: {err}")
             return False
-        options = self.options()
         job = lambda: propagate_all(segmenter, labels, z, progress=self.dock._progress,  # noqa: E731
                                     should_cancel=self.dock.jobs.should_cancel, **options)
         ids = [int(i) for i in np.unique(labels[z]) if i > 0]
@@ -157,10 +163,11 @@ class PropagationRows:
                 raise ValueError("no candidate on this slice: with SAM Annotator press E on the object (or click "
                                  "points) until the candidate is right, then press Correct")
             mask = np.asarray(candidates.mask, dtype=bool)
+            options = self.options()
         except (ValueError, TypeError) as err:
             dock._fail(f"cannot correct object {label}: {err}")
             return False
-        fixed, options = set(self.fixed.get(label, set())) - {z}, self.options()
+        fixed = set(self.fixed.get(label, set())) - {z}
         job = lambda: correct(segmenter, labels, label, z, mask=mask, fixed_slices=fixed,  # noqa: E731
                               should_cancel=dock.jobs.should_cancel, **options)
 

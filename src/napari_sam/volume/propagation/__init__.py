@@ -12,6 +12,7 @@ time: the next slice is prompted with what we know from the slice before.
 * :mod:`.results` — the object in 3D, each slice's outcome, each walk's end.
 * :mod:`.signal` — fitting masks to the object's own signal (the blurred ghost beyond its ends).
 * :mod:`.shaping` — what the object may own on a slice: its signal, its shrinking outline, no other object.
+* :mod:`.anisotropy` — the distance between slices (from the image's scale), which the per-slice limits follow.
 * :mod:`.objects` — several objects at once ("Propagate all"), one-to-one in each slice.
 * :mod:`.correction` — fixing one slice with a click and re-propagating from it.
 * :mod:`.sam_slices` — the protocol answered by SAM on a stack's embeddings.

@@ -13,8 +13,10 @@ does not yet know where the others will be:
    0.740 with two rounds, 0.771 with one, bench_propagation.py).
 
 Then each voxel goes to one object: an annotated voxel to its object, a
-voxel two walks claim to the walk that reached it in fewer steps from its
-annotation (errors grow with every step), so no voxel ends in two objects. The result is one planned change of the
+voxel two walks claim to the walk that also had it on the slice before
+(nearer its annotation: an object's cross-sections overlap through z), and
+among those to the walk that reached it in fewer steps from its annotation
+(errors grow with every step), so no voxel ends in two objects. The result is one planned change of the
 label volume (:class:`napari_sam.commit.LabelChange`), one undo step.
 """
 
@@ -37,6 +39,10 @@ NEGATIVES_PROMPT = ("box", "point", "negatives")
 # 44 nuclei): mean 3D IoU 0.830 -> 0.839, median 0.867 -> 0.872, none below 0.5 (was 1); 0.3 and 0.5 give
 # the same, 1.5 and 2.0 0.837. A click on an object's pole slice would be cut here: pass max_regrowth=None.
 MAX_REGROWTH = 1.0
+# A voxel two walks claim goes first to a walk that also had it on its slice before (nearer its annotation): an
+# object's cross-sections overlap from slice to slice, a walk that slid into its neighbour's slices does not
+# overlap there. Measured (bench_propagation.py, Propagate all): mean 3D IoU 0.848 -> 0.853, worst 0.562 -> 0.575.
+CLAIM_BY_CONTINUITY = True
 
 
 @dataclass
@@ -171,17 +177,25 @@ def volume_change(labels: np.ndarray, target: np.ndarray, ids: tuple[int, ...]) 
 
 def _one_to_one(results: Mapping[int, PropagationResult], shape, seeds: np.ndarray) -> np.ndarray:
     """The objects in one volume, each voxel to one object: annotated voxels to their object; a voxel two
-    walks claim to the walk that reached it in fewer steps from its annotation, as errors grow with every step."""
+    walks claim to a walk that had it on its slice before too (continuity through z), then to the walk that
+    reached it in fewer steps from its annotation, as errors grow with every step."""
     out = seeds.copy()
     steps = np.where(seeds > 0, 0, np.iinfo(np.int32).max).astype(np.int32)
     for oid, result in results.items():
         annotated = np.array(sorted(z for z, s in result.slices.items() if s.status == "annotated"))
         if annotated.size == 0:
             continue
-        distance = np.abs(np.arange(shape[0])[:, None] - annotated[None, :]).min(axis=1).astype(np.int32)
-        nearer = result.mask & (distance[:, None, None] < steps)
+        offsets = np.arange(shape[0])[:, None] - annotated[None, :]
+        nearest = np.abs(offsets).argmin(axis=1)
+        distance = np.abs(offsets[np.arange(shape[0]), nearest]).astype(np.int32)
+        rank = np.broadcast_to(distance[:, None, None], shape).copy()
+        if CLAIM_BY_CONTINUITY:
+            toward = np.arange(shape[0]) - np.sign(offsets[np.arange(shape[0]), nearest])
+            continuous = result.mask & result.mask[toward]
+            rank = rank + np.where(continuous, 0, shape[0]).astype(np.int32)  # after every continuous claim
+        nearer = result.mask & (rank < steps)
         out[nearer] = oid
-        steps[nearer] = np.broadcast_to(distance[:, None, None], shape)[nearer]
+        steps[nearer] = rank[nearer]
     return out
 
 

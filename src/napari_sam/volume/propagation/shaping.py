@@ -19,17 +19,20 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .anisotropy import REFERENCE_Z_SPACING, limit_factor
 from .signal import SignalLevel, fit_to_signal
 
 # A cross-section this much smaller than the largest one seen means the walk is past the widest slice.
 SHRINKING_BELOW = 0.9
 
 
-def grow_limit(mask: np.ndarray) -> int:
+def grow_limit(mask: np.ndarray, z_spacing: float = REFERENCE_Z_SPACING) -> int:
     """How far (pixels) a shrinking object's next cross-section may reach beyond this one: its tilt allows a
-    shift of a pixel or two, more for large objects."""
+    shift of a pixel or two, more for large objects, and in proportion to the distance to the next slice
+    (``z_spacing`` in pixel widths, see :mod:`.anisotropy`)."""
     radius = np.sqrt(np.count_nonzero(mask) / np.pi)
-    return int(np.clip(round(0.12 * radius), 1, 4))
+    factor = limit_factor(z_spacing)
+    return int(np.clip(round(0.12 * radius * factor), 1, max(1, round(4 * factor))))
 
 
 def shape_answer(
@@ -40,13 +43,14 @@ def shape_answer(
     level: SignalLevel | None = None,
     shrinking: bool = False,
     others: np.ndarray | None = None,
+    z_spacing: float = REFERENCE_Z_SPACING,
 ) -> np.ndarray:
     """The model's ``mask`` after the rules above (each only where its information is given)."""
     mask = np.asarray(mask, dtype=bool)
     if others is not None:
         mask = mask & ~others
     if shrinking:
-        mask = mask & ndimage.binary_dilation(previous, iterations=grow_limit(previous))
+        mask = mask & ndimage.binary_dilation(previous, iterations=grow_limit(previous, z_spacing))
     if level is not None and plane is not None and mask.any():
         mask = fit_to_signal(mask, plane, level, previous)
         if others is not None:

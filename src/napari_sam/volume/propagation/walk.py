@@ -115,7 +115,7 @@ class _Propagation:
             plane = self.segmenter.slice_image(z) if walk.level is not None else None
             mask = shape_answer(mask, walk.mask, plane=plane, level=walk.level,
                                 shrinking=self.s["shrink"] and walk.shrinking,
-                                others=None if others is None else others > 0)
+                                others=None if others is None else others > 0, z_spacing=self.s["z_spacing"])
             # Go on, or end the walk: vanished, jumped, grown again, its signal rising again.
             reason, figures = refusal(self.s, walk.mask, walk.smallest_area, mask, walk.largest_area)
             if reason is None and plane is not None and self.s["signal_valley"] and walk.shrinking and mask.any():
@@ -184,6 +184,7 @@ def propagate(
     others: np.ndarray | None = None,
     until_agrees: np.ndarray | None = None,
     walls: Iterable[int] = (),
+    z_spacing: float | None = None,
 ) -> PropagationResult:
     """Segment the object given on the annotated slices through its neighbouring slices.
 
@@ -219,13 +220,15 @@ def propagate(
     until_agrees : (Z, H, W) bool, the object as it was: a walk ends on the first slice whose new
         mask agrees with it (IoU >= 0.9), as a correction does.
     walls : slices no walk enters (the slices the user fixed by hand, during a correction).
+    z_spacing : the distance between slices in pixel widths (the image's z scale over its xy scale); the
+        per-slice limits scale with it (:mod:`.anisotropy`). None: 2, the spacing they were measured with.
     """
     job, walk, order = start_walks(
         segmenter, annotations, n_slices, iou_threshold=iou_threshold, min_area=min_area, prompt=prompt,
         box_margin=box_margin, annotation_logits=annotation_logits, max_distance=max_distance,
         max_regrowth=max_regrowth, progress=progress, should_cancel=should_cancel, preset=preset,
         vanish_fraction=vanish_fraction, overlap=overlap, fit_signal=fit_signal, shrink=shrink,
-        signal_valley=signal_valley, others=others, until_agrees=until_agrees, walls=walls)
+        signal_valley=signal_valley, others=others, until_agrees=until_agrees, walls=walls, z_spacing=z_spacing)
     result, n_slices, total = job.result, job.n_slices, job.total
     # Below the lowest annotation.
     down = walk(order[0], -1)
@@ -257,7 +260,7 @@ def propagate(
 def start_walks(segmenter, annotations, n_slices=None, *, iou_threshold=DEFAULT_IOU_THRESHOLD, min_area=1, prompt=None,
                 box_margin=0.1, annotation_logits=None, max_distance=None, max_regrowth=None, progress=None,
                 should_cancel=None, preset="object", vanish_fraction=None, overlap=None, fit_signal=None, shrink=None,
-                signal_valley=None, others=None, until_agrees=None, walls=()):
+                signal_valley=None, others=None, until_agrees=None, walls=(), z_spacing=None):
     """The checked setup of :func:`propagate` (same arguments): (the job, ``walk(slice, direction)`` making a walk
     from an annotated slice, the annotated slices in order). ``others`` may also be any object whose ``[z]`` gives
     the other objects' ids on slice z, read when the walk gets there (as "Propagate all" together does)."""
@@ -278,7 +281,7 @@ def start_walks(segmenter, annotations, n_slices=None, *, iou_threshold=DEFAULT_
              "shrink": shrink, "signal_valley": signal_valley}
     chosen.update({k: v for k, v in given.items() if v is not None})
     settings = check_settings(iou_threshold, min_area, chosen.pop("prompt"), box_margin, max_distance, max_regrowth,
-                              **chosen)
+                              z_spacing=z_spacing, **chosen)
     logits = {} if annotation_logits is None else {int(k): np.asarray(v) for k, v in annotation_logits.items()}
 
     shape = next(iter(anns.values())).shape

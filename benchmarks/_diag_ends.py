@@ -1,0 +1,44 @@
+"""Diagnostics (not a benchmark): Propagate all on bench_propagation's stacks for several variants in one process.
+
+    python _diag_ends.py CACHE 'name|{options}|patch' ... [--show N]
+
+Per variant: mean / median / min 3D IoU; with --show N the N worst nuclei with their true and found z ends, the
+walk's stops, and true/found areas per slice. ``patch`` is Python run before the variant (and undone by the next
+variant's patch: give each variant its full settings).
+"""
+import sys
+from pathlib import Path
+import numpy as np, torch
+from _propagation_cases import Case, Timer, all_at_once
+from napari_sam.model import SamPredictor, load_model
+from napari_sam.volume.propagation.signal import calibrate
+
+torch.set_num_threads(2)
+args = sys.argv[1:]
+show = 0
+if "--show" in args:
+    show = int(args[args.index("--show") + 1]); del args[args.index("--show"):args.index("--show") + 2]
+predictor = SamPredictor(load_model("demo", device="cpu"), device="cpu")
+cases = [Case(predictor, s, Path(args[0]) / "demo") for s in (7, 3, 11)]
+for spec in args[1:]:
+    name, opts, patch = (spec.split("|") + ["", ""])[:3]
+    exec(patch or "pass")
+    timer, rows = Timer(), []
+    for case in cases:
+        found, labels = all_at_once(case, timer, **(eval(opts) if opts else {}))
+        for oid in case.ids:
+            iou, res = found[oid]
+            obj, mine = case.truth == oid, labels == oid
+            ta, fa = obj.sum(axis=(1, 2)), mine.sum(axis=(1, 2))
+            tz, fz = np.flatnonzero(ta), np.flatnonzero(fa)
+            stops = "; ".join(f"{'up' if s.direction > 0 else 'dn'}:{s.reason}@{s.rejected_slice}" for s in res.stops) if res else ""
+            z0, click = case.clicks[oid][:2]
+            level = calibrate(case.stack[z0], click) if show else None
+            strength = lambda q: f"({level.strength(case.stack[q], mine[q]):.2f})" if level is not None and mine[q].any() else ""
+            rows.append((iou, case.seed, oid, tz[0], tz[-1], fz[0] if fz.size else -1, fz[-1] if fz.size else -1, stops,
+                         " ".join(f"{z}:{ta[z]}/{fa[z]}{strength(z)}" for z in range(max(0, tz[0] - 2), min(len(ta), tz[-1] + 3)))))
+    vals = np.array([r[0] for r in rows])
+    print(f"{name:30s} mean {vals.mean():.3f} median {np.median(vals):.3f} min {vals.min():.3f} <0.5 {(vals < 0.5).sum()} "
+          f"ms/slice {timer.ms_per_slice:.1f}", flush=True)
+    for r in sorted(rows)[:show]:
+        print(f"  {r[0]:.3f} s{r[1]} #{r[2]} true {r[3]}-{r[4]} found {r[5]}-{r[6]} | {r[7]}\n      {r[8]}")
