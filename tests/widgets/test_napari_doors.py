@@ -32,6 +32,7 @@ CONTRIB = MANIFEST.contributions
 WIDGETS = list(CONTRIB.widgets or ())
 SAMPLES = list(CONTRIB.sample_data or ())
 READERS = list(CONTRIB.readers or ())
+LABELS_READERS = [r for r in READERS if r.command.endswith(".read_labels_tiff")]
 WRITERS = list(CONTRIB.writers or ())
 # Every dock is in napari's Plugins menu; the manifest may put it in more menus.
 PLUGINS_MENU = "napari/plugins"
@@ -204,7 +205,7 @@ def saved_labels(tmp_path, name):
     return path, labels, attrs
 
 
-@pytest.mark.parametrize("pattern", [p for r in READERS for p in r.filename_patterns])
+@pytest.mark.parametrize("pattern", [p for r in LABELS_READERS for p in r.filename_patterns])
 def test_reader_opens_through_viewer_open(make_napari_viewer, tmp_path, pattern):
     viewer = make_napari_viewer()
     path, labels, attrs = saved_labels(tmp_path, example_name(pattern))
@@ -216,7 +217,34 @@ def test_reader_opens_through_viewer_open(make_napari_viewer, tmp_path, pattern)
 
 
 def test_reader_patterns_are_the_ones_the_code_claims():
-    assert sorted(p for r in READERS for p in r.filename_patterns) == sorted(LABELS_FILE_PATTERNS)
+    assert sorted(p for r in LABELS_READERS for p in r.filename_patterns) == sorted(LABELS_FILE_PATTERNS)
+    assert {r.command.rsplit(".", 1)[1] for r in READERS} == {"read_labels_tiff", "read_ome_zarr"}
+
+
+def test_an_ome_zarr_folder_opens_through_viewer_open_as_lazy_multiscale_layers(make_napari_viewer, tmp_path):
+    import dask.array as da
+    import zarr
+
+    from napari_sam.batch.outputs import write_ome_zarr_labels
+
+    labels = np.zeros((2, 700, 600), np.uint32)
+    labels[:, 100:400, 200:500] = 5
+    path = tmp_path / "scan.ome.zarr"
+    write_ome_zarr_labels(path, labels, (3.0, 0.5, 0.5), {"version": "0.4", "axes": ["z", "y", "x"]})
+    image = zarr.open_group(str(path), mode="a")  # an image at the root, beside its labels
+    image.create_array("0", data=np.arange(2 * 700 * 600, dtype=np.uint16).reshape(2, 700, 600) % 4000,
+                       chunks=(1, 256, 256), chunk_key_encoding={"name": "v2", "separator": "/"})
+    image.attrs["multiscales"] = [{"version": "0.4", "name": "scan", "axes": [
+        {"name": a, "type": "space"} for a in "zyx"], "datasets": [
+        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [3.0, 0.5, 0.5]}]}]}]
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(path), plugin=PLUGIN)
+    assert [type(layer).__name__ for layer in layers] == ["Image", "Labels"]
+    img, lab = layers
+    assert isinstance(img.data, da.Array)
+    assert lab.multiscale and len(lab.data) >= 2
+    np.testing.assert_allclose(lab.scale, (3.0, 0.5, 0.5))
+    np.testing.assert_allclose(img.scale, (3.0, 0.5, 0.5))
 
 
 def labels_layer():

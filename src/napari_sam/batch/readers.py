@@ -152,9 +152,9 @@ def _open_ome_zarr(path: Path, channel: int | None, allow_missing_chunks: bool) 
         array = group[level0["path"]]
     except KeyError:
         raise ValueError(f"{path}: the level-0 array {level0['path']!r} named in its metadata is missing") from None
-    names, units = _axes(multiscale, array.ndim, path)
+    names, units = ome_axes(multiscale, array.ndim, path)
     _check_chunks(array, path, level0["path"], allow_missing_chunks)
-    scale = _scale(multiscale, level0, array.ndim)
+    scale = ome_scale(multiscale, level0, array.ndim)
 
     # Keep z, y, x; take one channel; refuse what this command cannot walk through yet.
     index, kept = [], []
@@ -183,7 +183,7 @@ def _open_ome_zarr(path: Path, channel: int | None, allow_missing_chunks: bool) 
     return Opened(view, kept_names, tuple(scale[a] for a in kept), ome)
 
 
-def _axes(multiscale: dict, ndim: int, path: Path) -> tuple[list[str], list]:
+def ome_axes(multiscale: dict, ndim: int, path: Path) -> tuple[list[str], list]:
     axes = multiscale.get("axes")
     if axes is None:  # NGFF 0.1/0.2 had none: always t, c, z, y, x
         names = ["t", "c", "z", "y", "x"][-ndim:]
@@ -195,7 +195,7 @@ def _axes(multiscale: dict, ndim: int, path: Path) -> tuple[list[str], list]:
     return [n.lower() for n in names], units
 
 
-def _scale(multiscale: dict, dataset: dict, ndim: int) -> list[float]:
+def ome_scale(multiscale: dict, dataset: dict, ndim: int) -> list[float]:
     """Level 0's voxel size: its own scale times the multiscale's, as NGFF composes them."""
     scale = [1.0] * ndim
     for transforms in (dataset.get("coordinateTransformations", []), multiscale.get("coordinateTransformations", [])):
