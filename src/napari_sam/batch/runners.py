@@ -10,8 +10,8 @@ that links them through z (:mod:`.slices`), and a plane that the plain loop
 segments by tiles is one task per tile, stitched here in raster order as the
 tiles come back (:mod:`.plane_tiles`). Tasks are submitted with ``retries``;
 results are written by the worker itself into the results folder (whole or
-not at all, :mod:`.outputs`), so a worker that dies loses only the input or
-the slice it was working on; dask gives that task to another worker, and the
+not at all, :mod:`.outputs`), so a worker that dies loses only the input,
+the slice or the tile it was working on; dask gives that task to another worker, and the
 run completes (a plane's tiles come back to this machine, which writes the
 plane's results). A task whose workers keep dying (more than the scheduler's
 ``distributed.scheduler.allowed-failures``) is reported as failed with that
