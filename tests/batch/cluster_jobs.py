@@ -64,3 +64,17 @@ def greedy_job(item, spec, out, say=None):
     labels[4:8, 4:8] = 1
     write_results(Path(out), item.name, item.kind, labels, object_table(labels), None, None)
     return job_module.Result(str(item.path), item.name, "done", n_objects=1, worker=f"pid {os.getpid()}")
+
+
+def dying_tile(marker_folder, plan, tile, plane_shape, halo, spec):
+    """Tile (1, 1) kills its own worker the first time it is tried; each run notes which tile, who ran it, and
+    whether its answer got back (its marker is written after the segmentation)."""
+    import napari_sam.batch.plane_tiles as plane_tiles
+
+    folder = Path(marker_folder)
+    if tile.index == (1, 1) and not (folder / "killed").exists():
+        (folder / "killed").write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    found = plane_tiles.segment_plane_tile(plan, tile, plane_shape, halo, spec)
+    (folder / f"tile{tile.index[0]}.{tile.index[1]}-pid{os.getpid()}-{os.urandom(2).hex()}").write_text("")
+    return found

@@ -77,8 +77,9 @@ def add_segment_command(subparsers) -> argparse.ArgumentParser:
                        help="run on an existing dask.distributed cluster (e.g. tcp://head-node:8786)")
     parser.add_argument("--split", choices=("slices", "files"), default=None,
                         help="with --workers/--scheduler: 'slices' (the default) runs each 3D stack as one task per "
-                        "slice, linked through z once all are back, so a stack uses every worker and a lost worker "
-                        "costs one slice; 'files' runs each input as one task")
+                        "slice, linked through z once all are back, and each plane segmented by tiles (see --tile) "
+                        "as one task per tile, stitched on this machine, so a large input uses every worker and a "
+                        "lost worker costs one slice or tile; 'files' runs each input as one task")
     parser.add_argument("--memory-limit", default=None, metavar="SIZE",
                         help="with --workers: memory per worker process (e.g. 4GB; default: this machine's memory "
                         "shared out); a worker going past it is restarted and its task tried elsewhere")
@@ -89,9 +90,9 @@ def add_segment_command(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def run_segment(args: argparse.Namespace, out=None, job=None, slice_job=None) -> int:
-    """Handle ``segment``; ``job`` and ``slice_job`` replace :func:`.job.segment_input` and
-    :func:`.slices.segment_slice` (tests: a worker that dies)."""
+def run_segment(args: argparse.Namespace, out=None, job=None, slice_job=None, tile_job=None) -> int:
+    """Handle ``segment``; ``job``, ``slice_job`` and ``tile_job`` replace :func:`.job.segment_input`,
+    :func:`.slices.segment_slice` and :func:`.plane_tiles.segment_plane_tile` (tests: a worker that dies)."""
     from ..auto.settings import make_settings
     from .inputs import find_inputs
     from .job import generator_for, segment_input
@@ -128,7 +129,7 @@ def run_segment(args: argparse.Namespace, out=None, job=None, slice_job=None) ->
             n = len(client.scheduler_info(n_workers=-1).get("workers", {})) if args.scheduler else args.workers
             say(f"segmenting {len(items)} inputs on {n} dask workers ({args.scheduler or 'this machine'})")
             results = run_on_cluster(client, items, spec, args.out, job=job, split=args.split or "slices",
-                                     slice_job=slice_job)
+                                     slice_job=slice_job, tile_job=tile_job)
         else:
             generator_for(spec)
             results = run_here(items, spec, args.out, None if args.quiet else say, job=job)

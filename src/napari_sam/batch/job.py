@@ -160,6 +160,11 @@ def _segment_and_write(item: Input, spec: JobSpec, out: Path, say) -> int:
 TILE_ABOVE = 2
 
 
+def goes_by_tiles(shape, model_input: int, spec: JobSpec) -> bool:
+    """Whether a plane of ``shape`` is segmented by tiles (the rule of :func:`segment_plane`, shared with a cluster)."""
+    return spec.tile != 0 and (spec.tile is not None or max(int(s) for s in shape[:2]) > TILE_ABOVE * model_input)
+
+
 def segment_plane(data, generator, say=None, spec: JobSpec | None = None):
     """Labels and object table of one 2D (or RGB) plane.
 
@@ -173,8 +178,7 @@ def segment_plane(data, generator, say=None, spec: JobSpec | None = None):
     from ..auto.labels import masks_to_labels
 
     spec = spec or JobSpec()
-    side = int(generator.predictor.model.image_size)
-    if spec.tile != 0 and (spec.tile is not None or max(data.shape[:2]) > TILE_ABOVE * side):
+    if goes_by_tiles(data.shape, int(generator.predictor.model.image_size), spec):
         return _segment_by_tiles(data, generator, spec, say)
     image = np.asarray(data)
     records = generator.generate(image, progress=_progress_lines(say, 4, "batches of grid points"))

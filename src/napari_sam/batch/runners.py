@@ -4,13 +4,16 @@ Both runners yield each input's :class:`~.job.Result` as it finishes, and
 both stop starting new inputs once one reports a full disk (every further
 one would fail the same way, after segmenting for nothing).
 
-On a cluster each input is one task, or, for a stack with ``split="slices"``
-(the command's default on a cluster), one task per slice and a last one that
-links them through z (:mod:`.slices`). Tasks are submitted with ``retries``;
+On a cluster each input is one task, or, with ``split="slices"`` (the
+command's default on a cluster), a stack is one task per slice and a last one
+that links them through z (:mod:`.slices`), and a plane that the plain loop
+segments by tiles is one task per tile, stitched here in raster order as the
+tiles come back (:mod:`.plane_tiles`). Tasks are submitted with ``retries``;
 results are written by the worker itself into the results folder (whole or
-not at all, :mod:`.outputs`), so a worker that dies loses only the input or
-the slice it was working on; dask gives that task to another worker, and the
-run completes. A task whose workers keep dying (more than the scheduler's
+not at all, :mod:`.outputs`), so a worker that dies loses only the input,
+the slice or the tile it was working on; dask gives that task to another worker, and the
+run completes (a plane's tiles come back to this machine, which writes the
+plane's results). A task whose workers keep dying (more than the scheduler's
 ``distributed.scheduler.allowed-failures``) is reported as failed with that
 reason, and when dask's nanny restarted them for going past their memory
 limit, the reason says so and what to do.
@@ -82,29 +85,44 @@ def local_threads(workers: int) -> int:
 
 
 def run_on_cluster(client, items: list[Input], spec: JobSpec, out: Path, job: Callable = segment_input,
-                   split: str = "slices", slice_job: Callable | None = None) -> Iterator[Result]:
-    """Each input as one task on ``client``'s workers, stacks slice by slice unless ``split="files"``.
+                   split: str = "slices", slice_job: Callable | None = None,
+                   tile_job: Callable | None = None) -> Iterator[Result]:
+    """Each input as one task on ``client``'s workers; unless ``split="files"``, stacks slice by slice and
+    planes that the plain loop tiles tile by tile (:mod:`.plane_tiles`, stitched here).
 
-    Results come in the order inputs finish. ``slice_job`` replaces
-    :func:`.slices.segment_slice` (tests: a worker that dies mid-stack).
+    Results come in the order inputs finish. ``slice_job`` and ``tile_job`` replace
+    :func:`.slices.segment_slice` and :func:`.plane_tiles.segment_plane_tile` (tests: a worker that dies).
     """
     from dataclasses import replace
 
     from dask.distributed import as_completed
 
-    from . import slices
+    from . import plane_tiles, slices
 
     if split not in ("slices", "files"):
         raise ValueError(f"split must be 'slices' or 'files', got {split!r}")
     slice_job = slices.segment_slice if slice_job is None else slice_job
+    tile_job = plane_tiles.segment_plane_tile if tile_job is None else tile_job
     # Workers on other nodes start in other folders: they get absolute paths.
     out = Path(out).absolute()
     limit = _limit_of(client)  # now, while every worker is up: a dying one leaves the scheduler's list
-    finals, every = {}, []
+    finals, every, tiles, side = {}, [], {}, None
     for item in (replace(i, path=Path(i.path).absolute()) for i in items):
         tag = f"{item.name}-{os.urandom(4).hex()}"
         n = slices.stack_slices(item, spec, out) if split == "slices" else 0
+        shape = plane_tiles.may_need_tiles(item, spec, out) if split == "slices" and not n else None
+        if shape is not None and side is None:
+            side = _model_input(client, spec, tag)
+        tiling = plane_tiles.plane_tiling(shape, side, spec) if shape is not None and side else None
         # pure=False: the same input submitted by a later run is work to do again, not a cached result.
+        if tiling is not None:
+            plan = client.submit(plane_tiles.plan_plane, item, spec, retries=RETRIES, pure=False, key=f"plan-{tag}")
+            assembly = plane_tiles.PlaneAssembly(item, plan, tiling, out)
+            parts = [client.submit(tile_job, plan, tile, tiling.plane_shape, tiling.halo, spec, retries=RETRIES,
+                                   pure=False, key=f"tile-{tile.index[0]}.{tile.index[1]}-{tag}") for tile in tiling]
+            tiles.update((part, (assembly, position)) for position, part in enumerate(parts))
+            every += [plan, *parts]
+            continue  # its Result comes from the assembly, once its tiles are back
         if n:
             plan = client.submit(slices.plan_stack, item, spec, str(out), retries=RETRIES, pure=False,
                                  key=f"plan-{tag}")
@@ -120,9 +138,16 @@ def run_on_cluster(client, items: list[Input], spec: JobSpec, out: Path, job: Ca
         every.append(future)
     pending = set(every)
     try:
-        for future in as_completed(list(finals)):
+        for future in as_completed([*finals, *tiles]):
             pending.discard(future)
-            result = _result_of(future, finals[future], client, limit)
+            if future in tiles:
+                result = _tile_came_back(future, *tiles[future], client, limit)
+                if result is None:
+                    continue
+                if result.status == "failed":  # the plane's other tiles are work for nothing
+                    client.cancel([f for f, (a, _) in tiles.items() if a is tiles[future][0] and f in pending])
+            else:
+                result = _result_of(future, finals[future], client, limit)
             yield result
             if result.disk_full:
                 return
@@ -131,6 +156,27 @@ def run_on_cluster(client, items: list[Input], spec: JobSpec, out: Path, job: Ca
         pending = [f for f in pending if f.status == "pending"]
         if pending:
             client.cancel(pending)
+
+
+def _model_input(client, spec: JobSpec, tag: str) -> int:
+    """The model's input size, asked of a worker (which loads the model it needs anyway); 0 if it cannot say:
+    planes then go as file tasks, which tile them themselves and report what went wrong."""
+    from . import plane_tiles
+
+    try:
+        return client.submit(plane_tiles.model_input, spec, retries=RETRIES, pure=False,
+                             key=f"model-input-{tag}").result()
+    except Exception:
+        return 0
+
+
+def _tile_came_back(future, assembly, position: int, client, limit: float) -> Result | None:
+    """The plane's Result when this tile finished it or failed it; None while tiles are still to come."""
+    if assembly.failed is not None:
+        return None
+    if future.status == "finished":
+        return assembly.take(position, future.result())
+    return assembly.fail(_result_of(future, assembly.item, client, limit))
 
 
 def _result_of(future, item: Input, client=None, limit: float = 0.0) -> Result:
@@ -158,6 +204,8 @@ def _result_of(future, item: Input, client=None, limit: float = 0.0) -> Result:
 def _slice_of(error) -> str:
     """" (slice 3)" when the task whose workers died was one slice of a stack."""
     task = str(getattr(error, "task", "") or (error.args[0] if error.args else ""))
+    if task.startswith("tile-"):  # tile-ROW.COLUMN-...
+        return f" (tile {task.split('-')[1].replace('.', ',')})"
     return f" (slice {task.split('-')[1]})" if task.startswith("slice-") else ""
 
 

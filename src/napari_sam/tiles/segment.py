@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from ..auto.decode import SegmentationCancelled
 from ..progress import CancelCheck, ProgressCallback
 from .layout import Tiling, choose_tile_and_halo, plan_tiles
-from .objects import segment_tile
+from .objects import TileResult, segment_tile
 from .reading import check_plane_array, plane_intensity_range
 from .stitch import DUPLICATE_IOU, LabelStitcher
 
@@ -73,36 +73,84 @@ def segment_tiled(array, generator, out=None, *, tile: int | None = None, halo: 
     ``clear_out=False`` trusts that it holds zeros (a new zarr array does).
     Raises :class:`~napari_sam.auto.SegmentationCancelled` when
     ``should_cancel()`` turns True between tiles; ``out`` then holds the tiles done.
+
+    The same steps run as one task per tile on a dask cluster
+    (:mod:`napari_sam.batch.plane_tiles`): :func:`tiling_for`, one
+    :func:`~.objects.segment_tile` per tile, :class:`RasterStitch`.
     """
     array = check_plane_array(array)
     shape = tuple(int(s) for s in array.shape[:2])
     # 1. The tiles.
-    model_input = _model_input(generator, tile)
-    tile, halo = choose_tile_and_halo(model_input, object_diameter, tile=tile, halo=halo)
-    tiling = plan_tiles(shape, tile, halo)
-    stitcher = LabelStitcher(out, shape, duplicate_iou=duplicate_iou, clear=clear_out)
+    tiling = tiling_for(shape, _model_input(generator, tile), tile=tile, halo=halo, object_diameter=object_diameter)
     # 2. One contrast for every tile.
     if intensity_range is None:
         intensity_range = plane_intensity_range(array)
-    result = TiledSegmentation(stitcher.out, stitcher.rows, tiling, intensity_range)
+    stitch = RasterStitch(tiling, out, intensity_range, duplicate_iou=duplicate_iou, clear_out=clear_out)
     total = len(tiling)
     if progress is not None:
         progress(0, total)
-    for done, t in enumerate(tiling, start=1):
+    for position, t in enumerate(tiling):
         if should_cancel is not None and should_cancel():
-            raise SegmentationCancelled(f"cancelled after {done - 1} of {total} tiles")
-        # 3. This tile's own objects ...
-        found = segment_tile(array, t, generator, shape, intensity_range=intensity_range, slice_index=slice_index,
-                             halo=halo)
-        result.cut += found.cut
-        result.too_large += found.too_large
-        result.empty_tiles += found.skipped == "constant"
-        # 4. ... written where no neighbour wrote them already.
-        stitcher.add(found)
+            raise SegmentationCancelled(f"cancelled after {position} of {total} tiles")
+        # 3. This tile's own objects, 4. written where no neighbour wrote them already.
+        stitch.add(position, segment_tile(array, t, generator, shape, intensity_range=intensity_range,
+                                          slice_index=slice_index, halo=tiling.halo))
         if progress is not None:
-            progress(done, total)
-    result.duplicates, result.overlapped = stitcher.duplicates, stitcher.overlapped
-    return result
+            progress(position + 1, total)
+    return stitch.finish()
+
+
+def tiling_for(shape, model_input: int, *, tile: int | None = None, halo: int | None = None,
+               object_diameter: float | None = None) -> Tiling:
+    """Step 1: the tiles of a plane of ``shape`` for a model whose input is ``model_input`` pixels."""
+    tile, halo = choose_tile_and_halo(model_input, object_diameter, tile=tile, halo=halo)
+    return plan_tiles(tuple(int(s) for s in shape[:2]), tile, halo)
+
+
+class RasterStitch:
+    """Step 4: tiles' results, handed over in any order, stitched in raster order.
+
+    Which of two copies of an object seen by neighbouring tiles is kept
+    depends on which tile is written first, so results that come early (a
+    cluster's workers finish tiles in any order) wait here until every tile
+    before them is written: the labels are those of the plain loop, to the pixel.
+    """
+
+    def __init__(self, tiling: Tiling, out=None, intensity_range=None, *, duplicate_iou: float = DUPLICATE_IOU,
+                 clear_out: bool = True) -> None:
+        self.stitcher = LabelStitcher(out, tiling.plane_shape, duplicate_iou=duplicate_iou, clear=clear_out)
+        self.result = TiledSegmentation(self.stitcher.out, self.stitcher.rows, tiling, intensity_range)
+        self.written = 0  # tiles 0 .. written - 1 are in the labels
+        self._waiting: dict[int, TileResult] = {}
+
+    @property
+    def complete(self) -> bool:
+        return self.written == len(self.result.tiling)
+
+    def add(self, position: int, found: TileResult) -> int:
+        """Take tile ``position``'s result; write it and every waiting one that follows. Returns the tiles written."""
+        if not 0 <= position < len(self.result.tiling):
+            raise ValueError(f"tile {position} is not one of the {len(self.result.tiling)} tiles of this plane")
+        if found.tile != self.result.tiling.tiles[position]:
+            raise ValueError(f"the result given for tile {position} is that of another tile ({found.tile.index})")
+        if position < self.written or position in self._waiting:
+            return self.written  # a task run twice (a retried one): its first result counts
+        self._waiting[position] = found
+        while self.written in self._waiting:
+            found = self._waiting.pop(self.written)
+            self.result.cut += found.cut
+            self.result.too_large += found.too_large
+            self.result.empty_tiles += found.skipped == "constant"
+            self.stitcher.add(found)
+            self.written += 1
+        return self.written
+
+    def finish(self) -> TiledSegmentation:
+        """The plane's labels and table, once every tile is written."""
+        if not self.complete:
+            raise ValueError(f"only {self.written} of {len(self.result.tiling)} tiles are stitched")
+        self.result.duplicates, self.result.overlapped = self.stitcher.duplicates, self.stitcher.overlapped
+        return self.result
 
 
 def _model_input(generator, tile) -> int:
