@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..tiles.reading import FixedAxes
 from .inputs import Input
 
 _SPATIAL = ("z", "y", "x")
@@ -174,7 +175,7 @@ def _open_ome_zarr(path: Path, channel: int | None, allow_missing_chunks: bool) 
         else:
             raise ValueError(f"{path} has {size} entries along its axis {name!r}: segment one per run "
                              "(this command walks through z only)")
-    view = _LazyView(array, tuple(index))
+    view = FixedAxes(array, tuple(index))
     kept_names = "".join(names[a] for a in kept)
     if "y" not in kept_names or "x" not in kept_names:
         raise ValueError(f"{path} has axes {names}: an image needs 'y' and 'x'")
@@ -213,31 +214,3 @@ def _check_chunks(array, path: Path, name: str, allow_missing: bool) -> None:
             f"{path}: level {name!r} has {expected - stored} of its {expected} chunk files missing (an incomplete "
             "copy or write?); zarr would read them as empty image. Copy it again, or pass --allow-missing-chunks "
             "if its writer leaves out chunks that hold only the fill value")
-
-
-class _LazyView:
-    """A zarr array with some axes fixed (one channel, t = 0): indexing reads only what is asked."""
-
-    def __init__(self, array, index: tuple) -> None:
-        self._array, self._index = array, index
-        self._free = [i for i, s in enumerate(index) if isinstance(s, slice)]
-        self.shape = tuple(array.shape[i] for i in self._free)
-        self.dtype = array.dtype
-        self.ndim = len(self.shape)
-
-    def __getitem__(self, key):
-        key = key if isinstance(key, tuple) else (key,)
-        if any(k is Ellipsis for k in key):
-            at = key.index(Ellipsis)
-            key = key[:at] + (slice(None),) * (self.ndim - len(key) + 1) + key[at + 1:]
-        full = list(self._index)
-        for axis, k in zip(self._free, key):
-            full[axis] = k
-        return self._array[tuple(full)]
-
-    def __array__(self, dtype=None, copy=None):
-        data = np.asarray(self[()])
-        return data if dtype is None else data.astype(dtype)
-
-    def __len__(self) -> int:
-        return self.shape[0]

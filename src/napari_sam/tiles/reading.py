@@ -68,25 +68,43 @@ def plane_intensity_range(array) -> tuple[float, float] | None:
     return stack_intensity_range(np.concatenate(samples))
 
 
-class PlaneOf:
-    """Plane ``index`` of a stack (numpy, zarr, dask ...), read only where a window asks.
+class FixedAxes:
+    """An array (numpy, zarr, dask ...) with some axes fixed (a slice of a stack, one channel, t = 0).
 
-    ``stack[index]`` would read the whole plane from a zarr array; this view
-    passes each window on as ``stack[(*index, rows, columns)]`` instead, so a
+    ``array[index]`` would read the whole remaining plane from a zarr array;
+    this view passes each window on as one index of the array instead, so a
     click on one slice of a large stack reads a tile, not the slice.
+    ``index`` has one entry per axis: an int fixes it, ``slice(None)`` keeps it.
     """
 
-    def __init__(self, stack, index) -> None:
-        self.stack, self.index = stack, tuple(int(i) for i in index)
-        self.shape = tuple(int(n) for n in stack.shape[len(self.index):])
-        self.dtype = np.dtype(stack.dtype)
+    def __init__(self, array, index: tuple) -> None:
+        self._array, self._index = array, tuple(index)
+        self._free = [i for i, s in enumerate(self._index) if isinstance(s, slice)]
+        self.shape = tuple(int(array.shape[i]) for i in self._free)
+        self.dtype = np.dtype(array.dtype)
         self.ndim = len(self.shape)
 
     def __getitem__(self, key):
         key = key if isinstance(key, tuple) else (key,)
-        return self.stack[(*self.index, *key)]
+        if any(k is Ellipsis for k in key):
+            at = key.index(Ellipsis)
+            key = key[:at] + (slice(None),) * (self.ndim - len(key) + 1) + key[at + 1:]
+        full = list(self._index)
+        for axis, k in zip(self._free, key):
+            full[axis] = k
+        return self._array[tuple(full)]
+
+    def __array__(self, dtype=None, copy=None):
+        data = np.asarray(self[()])
+        return data if dtype is None else data.astype(dtype)
+
+    def __len__(self) -> int:
+        return self.shape[0]
 
 
 def plane_of(stack, index=()):
     """The plane at leading ``index`` of ``stack`` as something :func:`read_window` reads lazily."""
-    return stack if not tuple(index) else PlaneOf(stack, index)
+    index = tuple(int(i) for i in index)
+    if not index:
+        return stack
+    return FixedAxes(stack, (*index, *[slice(None)] * (len(stack.shape) - len(index))))
