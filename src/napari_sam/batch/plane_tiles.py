@@ -62,12 +62,10 @@ def may_need_tiles(item: Input, spec: JobSpec, out) -> tuple | None:
 
     Read here from the file's header only; an input that cannot be opened goes as a file task, which says why.
     """
-    from .readers import open_input
-
     if spec.tile == 0 or (not spec.overwrite and is_finished(Path(out), item.name, item.kind)):
         return None
     try:
-        opened = open_input(item, channel=spec.channel, allow_missing_chunks=spec.allow_missing_chunks)
+        opened = _open_plane(item, spec)
     except Exception:
         return None
     try:
