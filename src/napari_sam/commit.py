@@ -43,7 +43,8 @@ class LabelChange:
         return self.n_changed > 0
 
 
-def _check_labels(labels) -> np.ndarray:
+def check_labels(labels) -> np.ndarray:
+    """``labels`` itself, once it is known to be a numpy integer array of at least one plane."""
     if not isinstance(labels, np.ndarray):
         raise TypeError(f"labels must be a numpy array, got {type(labels).__name__}")
     if labels.dtype.kind not in "ui":
@@ -82,7 +83,8 @@ def _check_mask(mask, plane_shape) -> np.ndarray:
     return arr
 
 
-def _check_id(object_id, labels: np.ndarray) -> int:
+def check_object_id(object_id, labels: np.ndarray) -> int:
+    """The object id as an int, once it is known to fit the labels' dtype (0 is the background)."""
     if isinstance(object_id, (bool, np.bool_)) or not isinstance(object_id, (int, np.integer)):
         raise TypeError(f"object id must be an integer, got {object_id!r}")
     value = int(object_id)
@@ -94,7 +96,7 @@ def _check_id(object_id, labels: np.ndarray) -> int:
 
 def next_label_id(labels) -> int:
     """The id a new object gets: one more than the largest id in use (1 for empty labels)."""
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     new_id = int(labels.max(initial=0)) + 1
     if new_id > np.iinfo(labels.dtype).max:
         raise ValueError(f"no free object id left: {labels.dtype} labels already use id {new_id - 1}")
@@ -116,13 +118,13 @@ def plan_commit(
     existing object (``object_id`` required): it becomes exactly ``mask`` on
     this slice, except where other objects are kept (``overwrite=False``).
     """
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     index = check_slice_index(labels, slice_index)
     plane = labels[index]
     mask = _check_mask(mask, plane.shape)
     if replace and object_id is None:
         raise ValueError("replace=True edits an existing object: give its object_id")
-    oid = next_label_id(labels) if object_id is None else _check_id(object_id, labels)
+    oid = next_label_id(labels) if object_id is None else check_object_id(object_id, labels)
     if not mask.any() and not replace:
         raise ValueError("the mask is empty: there is nothing to commit")
 
@@ -150,7 +152,7 @@ def plan_objects(labels, masks, slice_index=(), *, overwrite: bool = False) -> L
     with ``overwrite``, those of objects that were there before): objects
     of this change never take each other's pixels. Empty masks are skipped.
     """
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     index = check_slice_index(labels, slice_index)
     plane = labels[index]
     target = plane.copy()
@@ -183,7 +185,7 @@ def plan_labelled(labels, proposals, index, ids=None, *, overwrite: bool = False
     order of ``ids``; as for one object, a committed object's pixels are kept
     unless ``overwrite``. A proposal left with no pixel to take is skipped.
     """
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     index = tuple(index)
     if len(index) != labels.ndim or not all(isinstance(i, slice) and i == slice(None) or isinstance(i, (int, np.integer))
                                             for i in index):
@@ -261,7 +263,7 @@ def undo_change(labels: np.ndarray, change: LabelChange) -> None:
 
 def object_mask(labels, slice_index, object_id: int) -> np.ndarray:
     """The boolean mask of one object on one plane."""
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     index = check_slice_index(labels, slice_index)
-    oid = _check_id(object_id, labels)
+    oid = check_object_id(object_id, labels)
     return np.asarray(labels[index]) == oid

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..commit import LabelChange, _check_id, _check_labels, check_slice_index, next_label_id, paintable
+from ..commit import LabelChange, check_labels, check_object_id, check_slice_index, next_label_id, paintable
 
 
 def plan_cropped_commit(labels, crop, offset, slice_index=(), object_id: int | None = None, *,
                         overwrite: bool = False, replace: bool = False) -> LabelChange:
     """Which pixels change when ``crop`` (bool, placed at ``offset`` = (row, column)) is written into ``labels``."""
-    labels = _check_labels(labels)
+    labels = check_labels(labels)
     index = check_slice_index(labels, slice_index)
     plane = labels[index]
     crop = np.asarray(crop, dtype=bool)
@@ -29,7 +29,7 @@ def plan_cropped_commit(labels, crop, offset, slice_index=(), object_id: int | N
         raise ValueError(f"the mask's box ({oy}, {ox}) + {crop.shape} lies outside the labels plane {plane.shape}")
     if replace and object_id is None:
         raise ValueError("replace=True edits an existing object: give its object_id")
-    oid = next_label_id(labels) if object_id is None else _check_id(object_id, labels)
+    oid = next_label_id(labels) if object_id is None else check_object_id(object_id, labels)
     if not crop.any() and not replace:
         raise ValueError("the mask is empty: there is nothing to commit")
 
