@@ -123,11 +123,8 @@ class EverythingWidget(QWidget):
     # ------------------------------------------------------------------ finding
     def region(self, stack: bool) -> tuple:
         """The index of the slice shown, or of the stack through it, in the image (and its labels)."""
-        here = self.link.current_slice()
-        if not stack:
-            return (*here, slice(None), slice(None))
-        axis = len(here) - 1  # z of (t, z, y, x): the axis just before the plane
-        return tuple(slice(None) if k == axis else i for k, i in enumerate(here)) + (slice(None),) * 2
+        # The stack is along z of (t, z, y, x): the axis just before the plane.
+        return self.link.region(len(self.link.current_slice()) - 1 if stack else None)
 
     def find(self, scope: str | None = None) -> bool:
         """Start the search on the slice shown or the stack; False (with a message) when it cannot start."""

@@ -98,6 +98,13 @@ class ImageLink:
         pos = np.asarray(self.image.world_to_data(self.viewer.dims.point), dtype=float)[: len(lead)]
         return tuple(int(np.clip(np.round(p), 0, n - 1)) for p, n in zip(pos, lead))
 
+    def region(self, axis: int | None = None) -> tuple:
+        """The index of the slice shown in the image (and its labels), or with ``axis`` of the stack through it:
+        that axis whole, the other leading axes as shown."""
+        here = self.current_slice()
+        lead = tuple(slice(None) if k == axis else i for k, i in enumerate(here))
+        return (*lead, slice(None), slice(None))
+
     def plane_is_displayed(self) -> bool:
         dims = self.viewer.dims
         return dims.ndisplay == 2 and tuple(dims.displayed) == (dims.ndim - 2, dims.ndim - 1)

@@ -190,8 +190,7 @@ class VolumeWidget(QWidget):
 
     def _image_index(self) -> tuple:
         """The index that takes this stack out of the labels: the walked axis whole, the others as shown."""
-        axis, here = self.axis_spin.value(), self.link.current_slice()
-        return tuple(slice(None) if k == axis else i for k, i in enumerate(here)) + (slice(None),) * 2
+        return self.link.region(self.axis_spin.value())
 
     # ------------------------------------------------------------------ cache
     def store(self):
