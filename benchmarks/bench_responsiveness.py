@@ -153,6 +153,8 @@ class Scene:
         pump(self.app, 2.0)  # napari's start-up: first paint, dock layout
         self.viewer.reset_view()
         self.drawn = Drawn(self.viewer)
+        self.renamed: list[float] = []  # when a candidate layer was renamed (see _seen)
+        self._watched: list = []
         self.gaps = GapMonitor()
         self.gaps.start()
 
@@ -202,6 +204,7 @@ class Scene:
         self.viewer.layers.selection.active = points
         points.mode = "add"
         self.clear_candidates()
+        self.watch_candidates()
         before = len(points.data)
         start = time.perf_counter()
         QTest.mouseClick(self._native(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, self._canvas_point(y, x))
@@ -217,6 +220,7 @@ class Scene:
         boxes.mode = "add_rectangle"
         pump(self.app, 0.1)
         self.clear_candidates()
+        self.watch_candidates()
         native, none = self._native(), Qt.KeyboardModifier.NoModifier
         a, b = self._canvas_point(y0, x0), self._canvas_point(y1, x1)
         QTest.mousePress(native, Qt.MouseButton.LeftButton, none, a)
@@ -230,9 +234,19 @@ class Scene:
 
     def _seen(self, start: float, placed) -> float:
         until(self.app, lambda: placed() and self.candidates_shown(), timeout_s=60)
-        shown = time.perf_counter()
+        # The first draw after the candidate layers were renamed (their names carry the IoU) shows them.
+        # Not "after the loop saw them": napari may draw within the same processEvents call, and then
+        # no later draw comes while nothing changes.
+        shown = max((t for t in self.renamed if t >= start), default=time.perf_counter())
         until(self.app, lambda: self.drawn.first_after(shown) is not None, timeout_s=10)
         return self.drawn.first_after(shown) - start
+
+    def watch_candidates(self) -> None:
+        """Record when a candidate layer is renamed (once the widget has made its layers)."""
+        for lyr in self.viewer.layers:
+            if lyr.name.startswith("SAM candidate") and lyr not in self._watched:
+                lyr.events.name.connect(lambda event: self.renamed.append(time.perf_counter()))
+                self._watched.append(lyr)
 
     def clear_candidates(self) -> None:
         self.widget.clear()
