@@ -32,6 +32,10 @@ LEVELS = 19  # candidate levels tried between the signal around the object and i
 # whose cut reproduces the annotated mask best by BEST_CUT_WEIGHT (0: the fraction alone).
 EDGE_FRACTION = 0.4
 BEST_CUT_WEIGHT = 0.0
+# The model's masks lie a little inside the object on most slices; where the object's signal goes on beyond the
+# mask's rim, the mask grows along it to the edge level, at most this many pixels (0: the level only cuts).
+GROW_REACH = 0
+GROW_FRACTION = None  # the level the mask grows to, as EDGE_FRACTION (None: the edge level itself)
 
 
 @dataclass(frozen=True)
@@ -108,8 +112,11 @@ def calibrate(plane, mask) -> SignalLevel | None:
     return SignalLevel(level, bright, float(iou), inside, around)
 
 
-def fit_to_signal(mask: np.ndarray, plane, level: SignalLevel, seed: np.ndarray | None = None) -> np.ndarray:
-    """``mask`` cut at the object's edge level: the part on the object's side, in one piece, without holes.
+def fit_to_signal(mask: np.ndarray, plane, level: SignalLevel, seed: np.ndarray | None = None,
+                  grow: int | None = None, allowed: np.ndarray | None = None) -> np.ndarray:
+    """``mask`` cut at the object's edge level: the part on the object's side, in one piece, without holes,
+    then grown along the object's side up to ``grow`` pixels beyond its rim (default :data:`GROW_REACH`),
+    only into ``allowed`` pixels (default: anywhere).
 
     Of the pieces left, the one overlapping ``seed`` (the previous slice's
     mask) most is kept, so a bright speck at the mask's rim does not become
@@ -117,11 +124,12 @@ def fit_to_signal(mask: np.ndarray, plane, level: SignalLevel, seed: np.ndarray 
     """
     mask = np.asarray(mask, dtype=bool)
     cut = np.zeros_like(mask)
-    window = _window(mask, 3 * int(np.ceil(SMOOTHING)) + 1)
+    reach = GROW_REACH if grow is None else int(grow)
+    window = _window(mask, 3 * int(np.ceil(SMOOTHING)) + 1 + reach)
     if window is None:
         return cut
-    plane = np.asarray(plane)[window]
-    cut[window] = mask[window] & level.inside(plane)  # smoothing near the mask only: a slice's time stays the model's
+    inside = level.inside(np.asarray(plane)[window])  # smoothing near the mask only: a slice's time stays the model's
+    cut[window] = mask[window] & inside
     pieces, n = ndimage.label(cut)
     if n == 0:
         return cut
@@ -130,7 +138,23 @@ def fit_to_signal(mask: np.ndarray, plane, level: SignalLevel, seed: np.ndarray 
         overlap = np.bincount(pieces[weights], minlength=n + 1)
         overlap[0] = 0
         cut = pieces == int(np.argmax(overlap))
-    return ndimage.binary_fill_holes(cut)
+    cut = ndimage.binary_fill_holes(cut)
+    if reach > 0:
+        if GROW_FRACTION is not None:
+            low = level.around_signal + GROW_FRACTION * (level.inside_signal - level.around_signal)
+            smooth = smoothed(np.asarray(plane)[window])
+            inside = smooth >= low if level.bright else smooth <= low
+        if allowed is not None:
+            inside = inside & np.asarray(allowed, dtype=bool)[window]
+        cut[window] = _grown(cut[window], inside, reach)
+    return cut
+
+
+def _grown(cut: np.ndarray, inside: np.ndarray, reach: int) -> np.ndarray:
+    """``cut`` grown one pixel at a time, ``reach`` times, into pixels on the object's side of the level only."""
+    for _ in range(reach):
+        cut = ndimage.binary_dilation(cut) & inside | cut
+    return cut
 
 
 def _window(mask: np.ndarray, margin: int):
