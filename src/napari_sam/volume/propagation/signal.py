@@ -33,9 +33,16 @@ LEVELS = 19  # candidate levels tried between the signal around the object and i
 EDGE_FRACTION = 0.4
 BEST_CUT_WEIGHT = 0.0
 # The model's masks lie a little inside the object on most slices; where the object's signal goes on beyond the
-# mask's rim, the mask grows along it to the edge level, at most this many pixels (0: the level only cuts).
+# mask's rim, the mask may grow along it, at most GROW_REACH pixels (0: the level only cuts), to the edge level or
+# to GROW_FRACTION of the contrast. Measured (benchmarks/_diag_ends.py, Propagate all, 44 nuclei, mean / median 3D
+# IoU against 0.853 / 0.884 without): to the edge level 1, 2, 3, 5 pixels 0.853 / 0.887, 0.853 / 0.885,
+# 0.852 / 0.884, 0.850 / 0.882 (worst 0.570 each); to 0.4 of each slice's own contrast (GROW_LOCAL), 2 pixels,
+# 0.817 / 0.852. The masks already reach the edge level, and a lower level takes the blur: off.
 GROW_REACH = 0
 GROW_FRACTION = None  # the level the mask grows to, as EDGE_FRACTION (None: the edge level itself)
+# Grow to that fraction of this slice's own contrast (the cut mask's median signal over the annotation's
+# surroundings) rather than the annotated slice's: away from its widest slice a nucleus is dimmer (blur in z).
+GROW_LOCAL = False
 
 
 @dataclass(frozen=True)
@@ -140,9 +147,11 @@ def fit_to_signal(mask: np.ndarray, plane, level: SignalLevel, seed: np.ndarray 
         cut = pieces == int(np.argmax(overlap))
     cut = ndimage.binary_fill_holes(cut)
     if reach > 0:
-        if GROW_FRACTION is not None:
-            low = level.around_signal + GROW_FRACTION * (level.inside_signal - level.around_signal)
+        if GROW_FRACTION is not None or GROW_LOCAL:
             smooth = smoothed(np.asarray(plane)[window])
+            fraction = EDGE_FRACTION if GROW_FRACTION is None else GROW_FRACTION
+            top = float(np.median(smooth[cut[window]])) if GROW_LOCAL else level.inside_signal
+            low = level.around_signal + fraction * (top - level.around_signal)
             inside = smooth >= low if level.bright else smooth <= low
         if allowed is not None:
             inside = inside & np.asarray(allowed, dtype=bool)[window]
