@@ -1,6 +1,6 @@
 """Diagnostics (not a benchmark): Propagate all on bench_propagation's stacks for several variants in one process.
 
-    python _diag_ends.py CACHE 'name|{options}|patch' ... [--show N]
+    python _diag_ends.py CACHE 'name|{options}|patch' ... [--show N] [--user score|closest|closest+1]
 
 Per variant: mean / median / min 3D IoU; with --show N the N worst nuclei with their true and found z ends, the
 walk's stops, and true/found areas per slice. ``patch`` is Python run before the variant (and undone by the next
@@ -18,8 +18,11 @@ args = sys.argv[1:]
 show = 0
 if "--show" in args:
     show = int(args[args.index("--show") + 1]); del args[args.index("--show"):args.index("--show") + 2]
+user = "score"  # how the simulated user makes the clicked slice's mask (_propagation_cases.Case)
+if "--user" in args:
+    user = args[args.index("--user") + 1]; del args[args.index("--user"):args.index("--user") + 2]
 predictor = SamPredictor(load_model("demo", device="cpu"), device="cpu")
-cases = [Case(predictor, s, Path(args[0]) / "demo") for s in (7, 3, 11)]
+cases = [Case(predictor, s, Path(args[0]) / "demo", user=user) for s in (7, 3, 11)]
 for spec in args[1:]:
     name, opts, patch = (spec.split("|") + ["", ""])[:3]
     exec(patch or "pass")
@@ -40,5 +43,6 @@ for spec in args[1:]:
     vals = np.array([r[0] for r in rows])
     print(f"{name:30s} mean {vals.mean():.3f} median {np.median(vals):.3f} min {vals.min():.3f} <0.5 {(vals < 0.5).sum()} "
           f"ms/slice {timer.ms_per_slice:.1f}", flush=True)
+    print("  deciles " + " ".join(f"{q:.2f}" for q in np.quantile(vals, np.linspace(0, 1, 11))), flush=True)
     for r in sorted(rows)[:show]:
         print(f"  {r[0]:.3f} s{r[1]} #{r[2]} true {r[3]}-{r[4]} found {r[5]}-{r[6]} | {r[7]}\n      {r[8]}")

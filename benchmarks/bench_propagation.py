@@ -96,6 +96,10 @@ def ablation_rows():
         ("Propagate all, claims by steps only", "all", {"patch": {("objects", "CLAIM_BY_CONTINUITY"): False}}),
         ("Propagate all, 1 round", "all", {"rounds": 1}),
         ("Propagate all, walking together", "all", {"together": True}),
+        ("Propagate all, + watershed of contested", "all", {"patch": {("objects", "SPLIT_BY_WATERSHED"): True}}),
+        ("Propagate all, + grow 2 px to the edge", "all", {"patch": {("signal", "GROW_REACH"): 2}}),
+        ("Propagate all, + grow 2 px to 0.3", "all", {"patch": {("signal", "GROW_REACH"): 2,
+                                                                ("signal", "GROW_FRACTION"): 0.3}}),
         ("Propagate all (default)", "all", {}),
     ]
 
@@ -171,7 +175,28 @@ def quality(folder: Path, seeds) -> None:
     noc = np.array([clicks_to_90(case, labels[case.seed], oid) for case in cases for oid in case.ids])
     print(f"  NoC@90 in 3D (clicks until IoU >= 0.9, corrections with correct(), at most 10): mean {noc.mean():.2f}, "
           f"median {np.median(noc):.0f}, reached by {(noc <= 10).sum()} of {len(noc)} nuclei")
+    users(predictor, folder, seeds)
     anisotropic(predictor, folder, seeds)
+
+
+def users(predictor, folder: Path, seeds) -> None:
+    """Propagate all (default) when the simulated user makes the clicked slice's mask otherwise
+    (_propagation_cases.Case: "score" is the protocol above; "closest" commits the candidate of the three
+    closest to the truth, as a user picks the one that looks right; "closest+1" adds one refining click)."""
+    from _propagation_cases import USERS, Case, Timer, all_at_once
+
+    print("\nThe clicked slice's mask made by another simulated user, then Propagate all (default):")
+    for user in USERS:
+        cases = [Case(predictor, seed, folder / "demo", user=user) for seed in seeds]
+        clicked = np.array([case.iou2d(oid) for case in cases for oid in case.ids])
+        timer, values = Timer(), []
+        for case in cases:
+            found, _ = all_at_once(case, timer)
+            values += [v[0] for v in found.values()]
+        values = np.array(values)
+        print(f"  user {user:10s} clicked slice IoU mean {clicked.mean():.3f}; 3D IoU mean {values.mean():.3f} "
+              f"median {np.median(values):.3f} worst {values.min():.3f} below 0.5: {(values < 0.5).sum()}; "
+              "deciles " + " ".join(f"{q:.2f}" for q in np.quantile(values, np.linspace(0, 1, 11))))
 
 
 def anisotropic(predictor, folder: Path, seeds) -> None:

@@ -14,6 +14,7 @@ time: the next slice is prompted with what we know from the slice before.
 * :mod:`.shaping` — what the object may own on a slice: its signal, its shrinking outline, no other object.
 * :mod:`.anisotropy` — the distance between slices (from the image's scale), which the per-slice limits follow.
 * :mod:`.objects` — several objects at once ("Propagate all"), one-to-one in each slice.
+* :mod:`.contested` — splitting pixels two objects took along the signal's valley between them (measured, off).
 * :mod:`.correction` — fixing one slice with a click and re-propagating from it.
 * :mod:`.sam_slices` — the protocol answered by SAM on a stack's embeddings.
 """

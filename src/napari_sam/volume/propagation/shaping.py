@@ -47,12 +47,15 @@ def shape_answer(
 ) -> np.ndarray:
     """The model's ``mask`` after the rules above (each only where its information is given)."""
     mask = np.asarray(mask, dtype=bool)
+    allowed = None if others is None else ~others  # where the mask may grow along the signal
     if others is not None:
         mask = mask & ~others
     if shrinking:
-        mask = mask & ndimage.binary_dilation(previous, iterations=grow_limit(previous, z_spacing))
+        reach = ndimage.binary_dilation(previous, iterations=grow_limit(previous, z_spacing))
+        mask = mask & reach
+        allowed = reach if allowed is None else allowed & reach
     if level is not None and plane is not None and mask.any():
-        mask = fit_to_signal(mask, plane, level, previous)
+        mask = fit_to_signal(mask, plane, level, previous, allowed=allowed)
         if others is not None:
             mask &= ~others  # filling holes must not take an enclosed neighbour back
     return mask

@@ -32,6 +32,17 @@ LEVELS = 19  # candidate levels tried between the signal around the object and i
 # whose cut reproduces the annotated mask best by BEST_CUT_WEIGHT (0: the fraction alone).
 EDGE_FRACTION = 0.4
 BEST_CUT_WEIGHT = 0.0
+# The model's masks lie a little inside the object on most slices; where the object's signal goes on beyond the
+# mask's rim, the mask may grow along it, at most GROW_REACH pixels (0: the level only cuts), to the edge level or
+# to GROW_FRACTION of the contrast. Measured (benchmarks/_diag_ends.py, Propagate all, 44 nuclei, mean / median 3D
+# IoU against 0.853 / 0.884 without): to the edge level 1, 2, 3, 5 pixels 0.853 / 0.887, 0.853 / 0.885,
+# 0.852 / 0.884, 0.850 / 0.882 (worst 0.570 each); to 0.4 of each slice's own contrast (GROW_LOCAL), 2 pixels,
+# 0.817 / 0.852. The masks already reach the edge level, and a lower level takes the blur: off.
+GROW_REACH = 0
+GROW_FRACTION = None  # the level the mask grows to, as EDGE_FRACTION (None: the edge level itself)
+# Grow to that fraction of this slice's own contrast (the cut mask's median signal over the annotation's
+# surroundings) rather than the annotated slice's: away from its widest slice a nucleus is dimmer (blur in z).
+GROW_LOCAL = False
 
 
 @dataclass(frozen=True)
@@ -108,8 +119,11 @@ def calibrate(plane, mask) -> SignalLevel | None:
     return SignalLevel(level, bright, float(iou), inside, around)
 
 
-def fit_to_signal(mask: np.ndarray, plane, level: SignalLevel, seed: np.ndarray | None = None) -> np.ndarray:
-    """``mask`` cut at the object's edge level: the part on the object's side, in one piece, without holes.
+def fit_to_signal(mask: np.ndarray, plane, level: SignalLevel, seed: np.ndarray | None = None,
+                  grow: int | None = None, allowed: np.ndarray | None = None) -> np.ndarray:
+    """``mask`` cut at the object's edge level: the part on the object's side, in one piece, without holes,
+    then grown along the object's side up to ``grow`` pixels beyond its rim (default :data:`GROW_REACH`),
+    only into ``allowed`` pixels (default: anywhere).
 
     Of the pieces left, the one overlapping ``seed`` (the previous slice's
     mask) most is kept, so a bright speck at the mask's rim does not become
@@ -117,11 +131,12 @@ def fit_to_signal(mask: np.ndarray, plane, level: SignalLevel, seed: np.ndarray 
     """
     mask = np.asarray(mask, dtype=bool)
     cut = np.zeros_like(mask)
-    window = _window(mask, 3 * int(np.ceil(SMOOTHING)) + 1)
+    reach = GROW_REACH if grow is None else int(grow)
+    window = _window(mask, 3 * int(np.ceil(SMOOTHING)) + 1 + reach)
     if window is None:
         return cut
-    plane = np.asarray(plane)[window]
-    cut[window] = mask[window] & level.inside(plane)  # smoothing near the mask only: a slice's time stays the model's
+    inside = level.inside(np.asarray(plane)[window])  # smoothing near the mask only: a slice's time stays the model's
+    cut[window] = mask[window] & inside
     pieces, n = ndimage.label(cut)
     if n == 0:
         return cut
@@ -130,7 +145,25 @@ def fit_to_signal(mask: np.ndarray, plane, level: SignalLevel, seed: np.ndarray 
         overlap = np.bincount(pieces[weights], minlength=n + 1)
         overlap[0] = 0
         cut = pieces == int(np.argmax(overlap))
-    return ndimage.binary_fill_holes(cut)
+    cut = ndimage.binary_fill_holes(cut)
+    if reach > 0:
+        if GROW_FRACTION is not None or GROW_LOCAL:
+            smooth = smoothed(np.asarray(plane)[window])
+            fraction = EDGE_FRACTION if GROW_FRACTION is None else GROW_FRACTION
+            top = float(np.median(smooth[cut[window]])) if GROW_LOCAL else level.inside_signal
+            low = level.around_signal + fraction * (top - level.around_signal)
+            inside = smooth >= low if level.bright else smooth <= low
+        if allowed is not None:
+            inside = inside & np.asarray(allowed, dtype=bool)[window]
+        cut[window] = _grown(cut[window], inside, reach)
+    return cut
+
+
+def _grown(cut: np.ndarray, inside: np.ndarray, reach: int) -> np.ndarray:
+    """``cut`` grown one pixel at a time, ``reach`` times, into pixels on the object's side of the level only."""
+    for _ in range(reach):
+        cut = ndimage.binary_dilation(cut) & inside | cut
+    return cut
 
 
 def _window(mask: np.ndarray, margin: int):

@@ -1,0 +1,74 @@
+"""The walk's per-slice options measured in issue 18: growing a mask along the signal, splitting contested pixels."""
+
+import numpy as np
+from scipy import ndimage
+
+from napari_sam.volume.propagate import PropagationResult, SliceOutcome
+from napari_sam.volume.propagation import objects
+from napari_sam.volume.propagation.contested import split_contested
+from napari_sam.volume.propagation.signal import calibrate, fit_to_signal
+
+H, W = 48, 64
+yy, xx = np.mgrid[0:H, 0:W]
+
+
+def disk(cy, cx, r):
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+def test_a_mask_inside_the_object_grows_along_its_signal_up_to_the_reach_and_only_where_allowed():
+    nucleus = disk(24, 30, 12)
+    plane = ndimage.gaussian_filter(nucleus * 1000.0 + 100, 1.0)
+    level = calibrate(plane, nucleus)
+    small = disk(24, 30, 8)  # a model's mask lying inside the object
+    assert np.array_equal(fit_to_signal(small, plane, level), small)  # the level only cuts by default
+    grown = fit_to_signal(small, plane, level, grow=2)
+    assert np.array_equal(grown, ndimage.binary_dilation(small, iterations=2) & level.inside(plane))
+    full = fit_to_signal(small, plane, level, grow=8)
+    assert (full & nucleus).sum() / (full | nucleus).sum() > 0.9  # grown to the object's edge, not beyond
+    assert not (full & ~ndimage.binary_dilation(nucleus, iterations=1)).any()
+    left = xx < 30
+    assert not (fit_to_signal(small, plane, level, grow=8, allowed=left) & ~left & ~small).any()
+
+
+def touching_slice():
+    a, b = disk(24, 22, 10), disk(24, 41, 10)
+    b &= ~a
+    plane = ndimage.gaussian_filter((a | b) * 1000.0 + 100, 1.0)
+    return a, b, plane
+
+
+def test_pixels_two_objects_took_are_split_along_the_dim_valley_between_them():
+    a, b, plane = touching_slice()
+    wide_a, wide_b = ndimage.binary_dilation(a, iterations=5), ndimage.binary_dilation(b, iterations=5)
+    owner = split_contested(plane, [wide_a, wide_b], [a, b])
+    contested = wide_a & wide_b
+    assert contested.sum() > 50
+    assert (owner[contested & a] == 0).mean() > 0.95 and (owner[contested & b] == 1).mean() > 0.95
+    assert (owner[~contested] == -1).all()  # only the contested pixels are decided here
+    assert (split_contested(plane, [a, b], [a, b]) == -1).all()  # nothing contested: nothing to split
+
+
+def test_propagate_all_gives_contested_voxels_by_the_watershed_when_it_is_on(monkeypatch):
+    a, b, plane = touching_slice()
+    shape = (3, H, W)
+    wide_a = ndimage.binary_dilation(a, iterations=6)  # object 1's walk bled over object 2 on slice 1
+
+    def walked(annotated, masks):
+        result = PropagationResult(mask=np.zeros(shape, bool))
+        for z, where in masks.items():
+            result.mask[z] = where
+            result.slices[z] = SliceOutcome(z, "annotated" if z == annotated else "propagated", int(where.sum()), annotated)
+        return result
+
+    # Object 1 clicked on slice 0, object 2 on slice 2: both reach slice 1 one step away, continuous.
+    results = {1: walked(0, {0: wide_a, 1: wide_a}), 2: walked(2, {1: b, 2: b})}
+    seeds = np.zeros(shape, np.int64)
+    seeds[0][wide_a], seeds[2][b] = 1, 2
+    monkeypatch.setattr(objects, "SPLIT_BY_WATERSHED", False)
+    tied = objects._one_to_one(results, shape, seeds, lambda z: plane)
+    assert (tied[1][wide_a & b] == 1).all()  # off: a tie of steps and continuity goes to the first claim
+    monkeypatch.setattr(objects, "SPLIT_BY_WATERSHED", True)
+    split = objects._one_to_one(results, shape, seeds, lambda z: plane)
+    assert (split[1][b] == 2).mean() > 0.95 and (split[1][a] == 1).all()
+    assert np.array_equal(split[[0, 2]], seeds[[0, 2]])  # annotated voxels stay their object's
