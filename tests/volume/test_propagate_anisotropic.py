@@ -77,7 +77,10 @@ def test_spacing_from_an_image_layers_scale():
     assert z_spacing_from_scale((2.0, 0.25, 0.25), 0) == 8.0  # micrometres: 2 um slices, 0.25 um pixels
     assert z_spacing_from_scale((1.0, 3.0, 0.5, 0.5), 1) == 6.0  # (t, z, y, x): the walked axis
     assert z_spacing_from_scale((1.0, 1.0, 1.0), 0) is None  # napari's default: nobody gave the voxel size
-    for scale, words in (((0.0, 1.0, 1.0), "size of 0.0 on axis 0"), ((-2.0, 1.0, 1.0), "size of -2.0"),
+    assert z_spacing_from_scale((-4.0, 1.0, 1.0), 0) == 4.0  # napari shows the axis flipped: same distance
+    assert z_spacing_from_scale((4.0, -0.5, 0.5), 0) == 8.0
+    assert z_spacing_from_scale((-1.0, 1.0, -1.0), 0) is None  # flipped, but still nobody's voxel size
+    for scale, words in (((0.0, 1.0, 1.0), "size of 0.0 on axis 0"), ((-0.0, 1.0, 1.0), "size of -0.0"),
                          ((float("nan"), 1.0, 1.0), "size of nan"), ((4.0, 1.0, 0.0), "on axis 2"),
                          ((4.0, 1.0, 2.0), "not square"), ((4.0, 1.0), "no slice axis")):
         with pytest.raises(ValueError, match=words):

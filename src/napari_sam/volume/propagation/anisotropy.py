@@ -43,16 +43,19 @@ def z_spacing_from_scale(scale: Sequence[float], axis: int) -> float | None:
     ``scale`` ends with the rows' and columns' pixel size. A scale of all ones
     is napari's default for an image whose voxel size nobody gave: then None
     (the walk keeps its reference spacing, the one its limits were measured
-    with). Raises ValueError, naming the axis, for a size of 0, below 0 or not
-    a number, and for rows and columns of different size.
+    with). Raises ValueError, naming the axis, for a size of 0 or not
+    a number, and for rows and columns of different size. A negative size
+    is napari's way of showing an axis flipped: its distance is the size's
+    absolute value.
     """
-    scale = [float(s) for s in scale]
-    if len(scale) < 3 or not 0 <= axis < len(scale) - 2:
-        raise ValueError(f"the scale {tuple(scale)} has no slice axis {axis} before its rows and columns")
-    for k, s in enumerate(scale):
-        if not math.isfinite(s) or s <= 0:
-            raise ValueError(f"the image's scale {tuple(scale)} has a size of {s} on axis {k}; every voxel size "
-                             "must be a number above 0 (set the layer's scale)")
+    given = tuple(float(s) for s in scale)
+    if len(given) < 3 or not 0 <= axis < len(given) - 2:
+        raise ValueError(f"the scale {given} has no slice axis {axis} before its rows and columns")
+    for k, s in enumerate(given):
+        if not math.isfinite(s) or s == 0:
+            raise ValueError(f"the image's scale {given} has a size of {s} on axis {k}; every voxel size "
+                             "must be a number other than 0 (set the layer's scale)")
+    scale = [abs(s) for s in given]
     if all(s == 1.0 for s in scale):
         return None
     rows, cols = scale[-2:]
