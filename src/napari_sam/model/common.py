@@ -37,6 +37,19 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            # Channels-last (the encoders' necks: their convolutions keep the
+            # token layout): each pixel's channels are adjacent, so this is a
+            # plain LayerNorm over the last axis of the (B, H, W, C) view, one
+            # fused pass with float32 statistics instead of six passes over a
+            # float32 copy (about 1.5 % of a vit_b embedding in bf16).
+            try:
+                y = F.layer_norm(
+                    x.permute(0, 2, 3, 1), (x.shape[1],), self.weight.float(), self.bias.float(), self.eps
+                )
+                return y.permute(0, 3, 1, 2).to(x.dtype)
+            except RuntimeError:
+                pass  # a backend without mixed-type LayerNorm: the general path below
         xf = x.float()
         mean = xf.mean(1, keepdim=True)
         var = (xf - mean).pow(2).mean(1, keepdim=True)

@@ -61,7 +61,36 @@ class Attention(nn.Module):
             self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, head_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.attend(self.qkv(x)))
+        return self.proj(self.attend(self.project_qkv(x)))
+
+    def project_qkv(self, x: torch.Tensor) -> torch.Tensor:
+        # Through the fused CPU kernel: nn.Linear's addmm first copies the bias
+        # into a fresh (tokens, 3C) output, a full extra pass per block.
+        return apply_linear(self.qkv, x)
+
+    def _tables(self, H: int, W: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (H, H, hd) and (W, W, hd) bias tables, looked up once per size and dtype when not training.
+
+        The lookup (an index of a tiny table) took ~2 % of a vit_b embedding
+        in bf16 on a 2-core CPU, done twice in each of 12 blocks per image.
+        The key holds the weights' version counters, so loading other weights
+        (load_state_dict, .to()) makes a new entry.
+        """
+        if torch.is_grad_enabled() and self.rel_pos_h.requires_grad:
+            return (relative_position_table(self.rel_pos_h, H).to(dtype), relative_position_table(self.rel_pos_w, W).to(dtype))
+        key = (H, W, dtype, self.rel_pos_h.device, self.rel_pos_h.data_ptr(), self.rel_pos_h._version, self.rel_pos_w._version)
+        # One entry, replaced whole: a thread embedding beside another (a
+        # predictor's twin shares this module) reads either the old or the new pair.
+        cached = self.__dict__.get("_table_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        with torch.inference_mode(False), torch.no_grad():
+            tables = (
+                relative_position_table(self.rel_pos_h.detach(), H).to(dtype),
+                relative_position_table(self.rel_pos_w.detach(), W).to(dtype),
+            )
+        self.__dict__["_table_cache"] = (key, tables)
+        return tables
 
     def attend(self, qkv: torch.Tensor) -> torch.Tensor:
         """(B, H, W, 3C) projected queries/keys/values -> (B, H, W, C), before ``proj``."""
@@ -84,8 +113,7 @@ class Attention(nn.Module):
         rows at a time.
         """
         B, heads, N, hd = q.shape
-        table_h = relative_position_table(self.rel_pos_h, H).to(q.dtype)  # (H, H, hd)
-        table_w = relative_position_table(self.rel_pos_w, W).to(q.dtype)  # (W, W, hd)
+        table_h, table_w = self._tables(H, W, q.dtype)  # (H, H, hd), (W, W, hd)
         grid = q.reshape(B, heads, H, W, hd)
         bias_h = torch.einsum("bnhwc,hkc->bnhwk", grid, table_h).reshape(B, heads, N, H, 1)
         bias_w = torch.einsum("bnhwc,wkc->bnhwk", grid, table_w).reshape(B, heads, N, 1, W)
@@ -99,6 +127,15 @@ class Attention(nn.Module):
         if q.device.type == "cpu" and q.dtype == torch.bfloat16 and N > _SDPA_MAX_TOKENS_CPU_BF16:
             return _attend_folded(q, k, v, bias_h, bias_w)
         rows = max(1, min(N, _MAX_BIAS_BYTES // (B * heads * N * q.element_size())))
+        if rows >= N and q.device.type == "cpu" and q.dtype == torch.bfloat16:
+            # The windows in bf16: the mask is bias_h[i, row(j)] + bias_w[i, col(j)],
+            # a product of the two tables with a one-hot of each key's row and
+            # column. The matrix kernel writes it about twice as fast as the
+            # broadcast add (whose inner loop is only 14 wide), with the same
+            # values: each entry is one sum of two numbers, rounded once.
+            tables = torch.cat([bias_h.view(B, heads, N, H), bias_w.view(B, heads, N, W)], dim=-1)
+            mask = torch.matmul(tables, _row_col_one_hot(H, W, q.dtype, q.device).T)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         mask = torch.empty(B, heads, rows, H, W, dtype=q.dtype, device=q.device)
         if rows >= N:
             torch.add(bias_h, bias_w, out=mask)
@@ -114,6 +151,15 @@ class Attention(nn.Module):
                 q[:, :, start:stop], k, v, attn_mask=block.view(B, heads, stop - start, N)
             )
         return out
+
+
+def _row_col_one_hot(H: int, W: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(H * W, H + W): for each token of an H x W grid, a one-hot of its row, then of its column."""
+    tokens = torch.arange(H * W, device=device)
+    one_hot = torch.zeros(H * W, H + W, dtype=dtype, device=device)
+    one_hot[tokens, tokens // W] = 1
+    one_hot[tokens, H + tokens % W] = 1
+    return one_hot
 
 
 def _attend_folded(q, k, v, bias_h, bias_w) -> torch.Tensor:
@@ -132,11 +178,7 @@ def _attend_folded(q, k, v, bias_h, bias_w) -> torch.Tensor:
     """
     B, heads, N, hd = q.shape
     H, W = bias_h.shape[-2], bias_w.shape[-1]
-    rows = torch.arange(N, device=q.device) // W
-    cols = torch.arange(N, device=q.device) % W
-    one_hot = torch.zeros(N, H + W, dtype=q.dtype, device=q.device)
-    one_hot[torch.arange(N, device=q.device), rows] = 1
-    one_hot[torch.arange(N, device=q.device), H + cols] = 1
+    one_hot = _row_col_one_hot(H, W, q.dtype, q.device)
     queries = torch.cat([q * hd**-0.5, bias_h.reshape(B, heads, N, H), bias_w.reshape(B, heads, N, W)], dim=-1)
     keys = torch.cat([k, one_hot.expand(B, heads, N, H + W)], dim=-1)
     values = F.pad(v, (0, H + W))
@@ -194,11 +236,11 @@ class Block(nn.Module):
             # before the output projection: the same numbers, ~16 % fewer
             # projections for a 64x64 grid in 14x14 windows.
             H, W = x.shape[1:3]
-            qkv = self.attn.qkv(x)
+            qkv = self.attn.project_qkv(x)
             windows, padded = window_partition(qkv, self.window_size, fill=self.attn.qkv.bias)
             x = window_unpartition(self.attn.attend(windows), self.window_size, padded, (H, W))
         else:
-            x = self.attn.attend(self.attn.qkv(x))
+            x = self.attn.attend(self.attn.project_qkv(x))
         # Output projection + residual, then the MLP (+ GELU, + residual): on
         # the CPU the GELU and the adds run inside the linear kernels.
         proj, mlp = self.attn.proj, self.mlp
