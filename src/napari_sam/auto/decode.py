@@ -93,9 +93,16 @@ def decode_crop(predictor, grid: np.ndarray, crop_box, layer: int, image_hw, *, 
     for start in range(0, len(points_in_crop), points_per_batch):
         points = points_in_crop[start : start + points_per_batch]
         # 1. three candidates per point
-        low_res, iou = predictor.predict_batch(points[:, None, :], np.ones((len(points), 1)), multimask_output=True)
+        labels = np.ones((len(points), 1))
+        if iou_floor > 0.0:
+            # masks only for the points with a candidate over the floor (the others' would be dropped)
+            low_res, iou, rows = predictor.predict_batch(points[:, None, :], labels, multimask_output=True,
+                                                         iou_floor=iou_floor)
+            iou, points = iou[rows], points[rows.numpy()]
+        else:
+            low_res, iou = predictor.predict_batch(points[:, None, :], labels, multimask_output=True)
+        point_of = np.repeat(points, iou.shape[1], axis=0)
         low_res, iou = low_res.flatten(0, 1), iou.flatten(0, 1)
-        point_of = np.repeat(points, low_res.shape[0] // len(points), axis=0)
         # 2. the predicted-IoU floor, before any upsampling
         if iou_floor > 0.0:
             keep = (iou > iou_floor).numpy()
