@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model.postprocess import upscale_logits
-from . import rle, windows
+from . import cell_counts, rle, windows
 
 #: Float32 bytes of full-resolution logits upsampled at once (bounds the memory of step 3).
 CHUNK_BYTES = 16 * 2**20  # 4 masks of 1024 x 1024: faster than 16 at once (caches), 2-core CPU
@@ -132,10 +132,19 @@ def _finish(out, predictor, emb, low_res, iou, points, crop_box, offset, stabili
         if not stability_floor > 0.0 or stability[i] >= stability_floor:
             rles[i] = windows.encode_window(window, out.image_hw, (y0, x0))
     large = np.flatnonzero(~small)
+    counted = cell_counts.applies(low_res, side, emb.input_size, emb.original_size)
+    if counted and len(large):
+        # Stability from the low-res logits and the boundary's pixels (cell_counts); only the masks
+        # that pass the floor are upsampled, for their box and run lengths.
+        inner, outer = cell_counts.counts_above(low_res[large], side, (MASK_THRESHOLD + offset,
+                                                                      MASK_THRESHOLD - offset)).unbind(1)
+        stability[large] = (inner.to(torch.int32) / outer.to(torch.int32)).numpy()
+        if stability_floor > 0.0:
+            large = large[stability[large] >= stability_floor]
     per_chunk = max(1, CHUNK_BYTES // (4 * max(plane, int(np.prod(emb.input_size)))))
     for c in range(0, len(large), per_chunk):
         _finish_whole_planes(out, predictor, emb, low_res, large[c : c + per_chunk], crop_box, offset,
-                             stability_floor, stability, boxes, rles)
+                             stability_floor, stability, boxes, rles, counted=counted)
     # the stability floor, and the crop-edge rule
     keep = np.array([r is not None for r in rles], bool)
     boxes += np.array([[x0, y0, x0, y0]])
@@ -146,21 +155,31 @@ def _finish(out, predictor, emb, low_res, iou, points, crop_box, offset, stabili
 
 @torch.inference_mode()
 def _finish_whole_planes(out, predictor, emb, low_res, which, crop_box, offset, stability_floor,
-                         stability, boxes, rles) -> None:
-    """Masks ``which`` on whole planes: fill in their stability, box (in the crop) and run lengths (None: dropped)."""
+                         stability, boxes, rles, counted: bool = False) -> None:
+    """Masks ``which`` on whole planes: fill in their stability, box (in the crop) and run lengths (None: dropped).
+
+    ``counted``: their stability is filled in already and they passed its floor.
+    """
     logits = upscale_logits(low_res[which][:, None], predictor.model.image_size, emb.input_size,
                             emb.original_size)[:, 0]
-    # 4. stability: IoU of the masks thresholded at +offset and -offset (one contains the other)
     threshold = MASK_THRESHOLD
+    if counted:
+        _masks_boxes_rles(out, logits > threshold, which, crop_box, boxes, rles)
+        return
+    # 4. stability: IoU of the masks thresholded at +offset and -offset (one contains the other)
     inner = (logits > threshold + offset).sum(-1, dtype=torch.int16).sum(-1, dtype=torch.int32)
     outer = (logits > threshold - offset).sum(-1, dtype=torch.int16).sum(-1, dtype=torch.int32)
     stability[which] = (inner / outer).numpy()
     if stability_floor > 0.0:
         passed = stability[which] >= stability_floor
         logits, which = logits[torch.from_numpy(passed)], which[passed]
-    # 5. masks and boxes
     masks = logits > threshold
     del logits
+    _masks_boxes_rles(out, masks, which, crop_box, boxes, rles)
+
+
+def _masks_boxes_rles(out, masks, which, crop_box, boxes, rles) -> None:
+    # 5. boxes
     boxes[which] = inclusive_boxes(masks).numpy()
     # 6. run lengths in the image's frame
     H, W = out.image_hw
