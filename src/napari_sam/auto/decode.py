@@ -34,6 +34,9 @@ CHUNK_BYTES = 16 * 2**20  # 4 masks of 1024 x 1024: faster than 16 at once (cach
 #: window at a time costs more per pixel than whole planes in batches (random-weight masks spanning the
 #: plane: 1.2x slower on windows), and compact objects gain most with about half (bench_auto_windows.py).
 WINDOW_SHARE = 0.5
+#: Masks whose cells straddle a stability threshold on at most this share have their stability counted
+#: from the low-res logits (cell_counts.py); a straddling cell costs about 4 whole-plane pixels' work.
+CELL_SHARE = 0.1
 #: Logits above this are the object (SAM's mask_threshold).
 MASK_THRESHOLD = 0.0
 #: Boxes within this many pixels of a crop's edge are cut off by it (Segment Anything's value).
@@ -132,19 +135,25 @@ def _finish(out, predictor, emb, low_res, iou, points, crop_box, offset, stabili
         if not stability_floor > 0.0 or stability[i] >= stability_floor:
             rles[i] = windows.encode_window(window, out.image_hw, (y0, x0))
     large = np.flatnonzero(~small)
-    counted = cell_counts.applies(low_res, side, emb.input_size, emb.original_size)
-    if counted and len(large):
-        # Stability from the low-res logits and the boundary's pixels (cell_counts); only the masks
-        # that pass the floor are upsampled, for their box and run lengths.
-        inner, outer = cell_counts.counts_above(low_res[large], side, (MASK_THRESHOLD + offset,
-                                                                      MASK_THRESHOLD - offset)).unbind(1)
-        stability[large] = (inner.to(torch.int32) / outer.to(torch.int32)).numpy()
-        if stability_floor > 0.0:
-            large = large[stability[large] >= stability_floor]
+    counted = np.zeros(0, np.int64)
+    stability_thresholds = (MASK_THRESHOLD + offset, MASK_THRESHOLD - offset)
+    if len(large) and cell_counts.applies(low_res, side, emb.input_size, emb.original_size):
+        # Stability from the low-res logits and the boundary's pixels (cell_counts) where the boundary
+        # is short; only the masks that pass the floor are upsampled, for their box and run lengths.
+        share = cell_counts.straddling_share(low_res[large], stability_thresholds).numpy()
+        counted, large = large[share <= CELL_SHARE], large[share > CELL_SHARE]
+        if len(counted):
+            inner, outer = cell_counts.counts_above(low_res[counted], side, stability_thresholds).unbind(1)
+            stability[counted] = (inner.to(torch.int32) / outer.to(torch.int32)).numpy()
+            if stability_floor > 0.0:
+                counted = counted[stability[counted] >= stability_floor]
     per_chunk = max(1, CHUNK_BYTES // (4 * max(plane, int(np.prod(emb.input_size)))))
+    for c in range(0, len(counted), per_chunk):
+        _finish_whole_planes(out, predictor, emb, low_res, counted[c : c + per_chunk], crop_box, offset,
+                             stability_floor, stability, boxes, rles, counted=True)
     for c in range(0, len(large), per_chunk):
         _finish_whole_planes(out, predictor, emb, low_res, large[c : c + per_chunk], crop_box, offset,
-                             stability_floor, stability, boxes, rles, counted=counted)
+                             stability_floor, stability, boxes, rles)
     # the stability floor, and the crop-edge rule
     keep = np.array([r is not None for r in rles], bool)
     boxes += np.array([[x0, y0, x0, y0]])
