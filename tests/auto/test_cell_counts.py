@@ -72,3 +72,13 @@ def test_straddling_cells_get_the_whole_planes_pixels_bit_for_bit():
     cols = (4 * j + 2)[:, None] + torch.arange(4)
     want = up[m[:, None, None], rows[:, :, None], cols[:, None, :]]
     assert torch.equal(got, want)
+
+
+def test_many_masks_are_counted_in_parts_with_the_same_numbers(monkeypatch):
+    low = smooth_logits(7, 32, seed=3)
+    thresholds = [0.5, -0.5]
+    whole = whole_plane_counts(low, 128, thresholds).numpy()
+    share = cell_counts.straddling_share(low, thresholds).numpy()
+    monkeypatch.setattr(cell_counts, "MASKS_AT_ONCE", 3)
+    np.testing.assert_array_equal(cell_counts.counts_above(low, 128, thresholds).numpy(), whole)
+    np.testing.assert_array_equal(cell_counts.straddling_share(low, thresholds).numpy(), share)

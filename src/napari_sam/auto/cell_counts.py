@@ -34,6 +34,8 @@ import torch.nn.functional as F
 
 #: Cells packed side by side per strip when their pixels are computed (wide enough for the kernel's wide path).
 CELLS_PER_STRIP = 64
+#: Masks counted at once: about a dozen (N, L-1, L-1) temporaries, 3 MB each per 16 masks of 256 x 256.
+MASKS_AT_ONCE = 16
 #: Rounding of the bilinear weighted mean stays far below this share of the logits' magnitude.
 RELATIVE_MARGIN = 1e-5
 
@@ -60,11 +62,14 @@ def straddling_share(low_res: torch.Tensor, thresholds) -> torch.Tensor:
     Counting by cells pays only where this is small: a straddling cell costs several times a
     whole-plane pixel (noise logits of random weights straddle on about 60 % of the cells).
     """
-    lowest, highest, margin = _corner_range(low_res.float())
-    straddles = torch.zeros_like(lowest, dtype=torch.bool)
-    for t in thresholds:
-        straddles |= ~(lowest > t + margin) & (highest > t - margin)
-    return straddles.flatten(1).float().mean(1)
+    parts = []
+    for s in range(0, len(low_res), MASKS_AT_ONCE):
+        lowest, highest, margin = _corner_range(low_res[s : s + MASKS_AT_ONCE].float())
+        straddles = torch.zeros_like(lowest, dtype=torch.bool)
+        for t in thresholds:
+            straddles |= ~(lowest > t + margin) & (highest > t - margin)
+        parts.append(straddles.flatten(1).float().mean(1))
+    return torch.cat(parts) if parts else torch.zeros(0)
 
 
 def _upsample(x: torch.Tensor, size) -> torch.Tensor:
@@ -75,7 +80,13 @@ def _upsample(x: torch.Tensor, size) -> torch.Tensor:
 def counts_above(low_res: torch.Tensor, side: int, thresholds) -> torch.Tensor:
     """(N, len(thresholds)) int64: for each (N, L, L) mask, the pixels of its ``side`` x ``side`` upsampled
     logits strictly above each threshold; the numbers of ``(upsampled > t).sum()`` on the whole plane."""
-    low = low_res.float()
+    if len(low_res) <= MASKS_AT_ONCE:
+        return _counts_above(low_res.float(), side, thresholds)
+    return torch.cat([_counts_above(low_res[s : s + MASKS_AT_ONCE].float(), side, thresholds)
+                      for s in range(0, len(low_res), MASKS_AT_ONCE)])
+
+
+def _counts_above(low: torch.Tensor, side: int, thresholds) -> torch.Tensor:
     n, L, _ = low.shape
     f = side // L
     h = f // 2  # the clamped rows/columns at each edge
