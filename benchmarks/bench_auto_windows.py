@@ -2,7 +2,7 @@
 
 Three ways: whole planes only; whole planes with the stability counted from
 the low-res logits by cells (cell_counts.py); windows for compact masks and
-cells for the others (the generator's default).
+cells for the others (cells are off in the generator: see decode.CELL_SHARE).
 
 Random weights (bench_auto_speed.py) give masks of noise that span the
 image, where windows cannot help; trained models give compact objects. This
@@ -45,6 +45,8 @@ def compact_logits(points_per_side: int, seed: int) -> tuple[torch.Tensor, torch
 
 
 MODES = ("whole planes", "cells", "windows + cells")
+#: The share of straddling cells below which a mask's stability is counted by cells (off in the generator).
+CELL_SHARE = 0.1
 
 
 def finish(low, iou, mode: str, stability_floor: float):
@@ -52,7 +54,8 @@ def finish(low, iou, mode: str, stability_floor: float):
     emb = SimpleNamespace(input_size=(1024, 1024), original_size=(1024, 1024))
     out = decode.CropCandidates([0, 0, 1024, 1024], 0, (1024, 1024), 0.0, stability_floor)
     points = np.zeros((len(iou), 2))
-    applies, cells_apply = windows.applies, cell_counts.applies
+    applies, cells_apply, share = windows.applies, cell_counts.applies, decode.CELL_SHARE
+    decode.CELL_SHARE = CELL_SHARE
     if mode != "windows + cells":
         windows.applies = lambda *a: False
     if mode == "whole planes":
@@ -64,7 +67,7 @@ def finish(low, iou, mode: str, stability_floor: float):
                            [0, 0, 1024, 1024], 1.0, stability_floor)
         return time.perf_counter() - start, out
     finally:
-        windows.applies, cell_counts.applies = applies, cells_apply
+        windows.applies, cell_counts.applies, decode.CELL_SHARE = applies, cells_apply, share
 
 
 def main() -> None:
@@ -81,7 +84,7 @@ def main() -> None:
     share = np.mean([windows.window_pixels(w, 1024, 256) <= decode.WINDOW_SHARE * 1024**2
                      for w in windows.windows_of(low, 1024, (1024, 1024), -1.0)])
     print(f"load average {load_average()}; {len(iou)} candidates at 1024 x 1024, {share:.0%} on windows")
-    cells = cell_counts.straddling_share(low, (1.0, -1.0)).numpy() <= decode.CELL_SHARE
+    cells = cell_counts.straddling_share(low, (1.0, -1.0)).numpy() <= CELL_SHARE
     print(f"{cells.mean():.0%} with a short enough boundary for cells; stability floor {args.stability_floor}")
     best = {m: np.inf for m in MODES}
     results = {}

@@ -35,8 +35,12 @@ CHUNK_BYTES = 16 * 2**20  # 4 masks of 1024 x 1024: faster than 16 at once (cach
 #: plane: 1.2x slower on windows), and compact objects gain most with about half (bench_auto_windows.py).
 WINDOW_SHARE = 0.5
 #: Masks whose cells straddle a stability threshold on at most this share have their stability counted
-#: from the low-res logits (cell_counts.py); a straddling cell costs about 4 whole-plane pixels' work.
-CELL_SHARE = 0.1
+#: from the low-res logits (cell_counts.py), and only those passing the floor are upsampled. None: off.
+#: Off by default, as measured: the counts alone are 3.8x cheaper than on whole planes (smooth masks, 11 %
+#: of cells straddling, 1 thread), but the survivors are still upsampled for their box and run lengths, so
+#: on the demo model's masks at a 0.95 floor the whole step took 0.8x the time (bench_auto_windows.py);
+#: it pays once the box and run lengths come from the cells too.
+CELL_SHARE: float | None = None
 #: Logits above this are the object (SAM's mask_threshold).
 MASK_THRESHOLD = 0.0
 #: Boxes within this many pixels of a crop's edge are cut off by it (Segment Anything's value).
@@ -137,7 +141,8 @@ def _finish(out, predictor, emb, low_res, iou, points, crop_box, offset, stabili
     large = np.flatnonzero(~small)
     counted = np.zeros(0, np.int64)
     stability_thresholds = (MASK_THRESHOLD + offset, MASK_THRESHOLD - offset)
-    if len(large) and cell_counts.applies(low_res, side, emb.input_size, emb.original_size):
+    if CELL_SHARE is not None and len(large) and cell_counts.applies(low_res, side, emb.input_size,
+                                                                      emb.original_size):
         # Stability from the low-res logits and the boundary's pixels (cell_counts) where the boundary
         # is short; only the masks that pass the floor are upsampled, for their box and run lengths.
         share = cell_counts.straddling_share(low_res[large], stability_thresholds).numpy()
