@@ -41,3 +41,24 @@ def test_single_mask_output(predictor):
 def test_bad_batches_are_refused(predictor, points, labels, message):
     with pytest.raises(ValueError, match=message):
         predictor.predict_batch(points, labels)
+
+
+def test_iou_floor_makes_only_the_surviving_prompts_masks_and_the_same_numbers(predictor):
+    rng = np.random.default_rng(3)
+    points = rng.uniform([0, 0], [120, 90], size=(12, 1, 2))
+    labels = np.ones((12, 1))
+    full_low, full_iou = predictor.predict_batch(points, labels)
+    floor = float(np.median(full_iou.numpy().max(-1)))  # about half the prompts survive
+    low, iou, rows = predictor.predict_batch(points, labels, iou_floor=floor)
+    expected = np.flatnonzero((full_iou.numpy() > floor).any(-1))
+    assert 0 < len(expected) < 12
+    np.testing.assert_array_equal(rows.numpy(), expected)
+    np.testing.assert_array_equal(iou.numpy(), full_iou.numpy())
+    assert low.shape[0] == len(expected)
+    np.testing.assert_allclose(low.numpy(), full_low[expected].numpy(), rtol=0, atol=1e-5)
+
+
+def test_iou_floor_above_every_candidate_makes_no_masks(predictor):
+    low, iou, rows = predictor.predict_batch(np.array([[[10.0, 20.0]], [[50.0, 40.0]]]), np.ones((2, 1)),
+                                             iou_floor=1e9)
+    assert low.shape[0] == 0 and len(rows) == 0 and iou.shape == (2, 3)

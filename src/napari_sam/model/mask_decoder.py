@@ -53,19 +53,25 @@ class MaskDecoder(nn.Module):
         dense_prompt_embeddings: torch.Tensor,
         multimask_output: bool,
         prepared: dict | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        iou_floor: float | None = None,
+    ):
         """Return (low-res mask logits (B, M, 4h, 4w), IoU predictions (B, M)); M = 3 or 1.
 
         ``image_embeddings`` is (1, C, h, w) shared by all B prompts, or (B, C, h, w).
         ``prepared``: :meth:`prepare_image` of the same image and dense prompt.
+        With ``iou_floor``, masks are made only for the prompts that have a
+        candidate with predicted IoU above it (the generator drops the rest
+        unseen): returns (logits of those prompts (K, M, 4h, 4w), IoU (B, M),
+        their indices (K,)).
         """
         # Only the picked tokens' masks are made: the single-mask answer is
         # a quarter of the upscaled products when three candidates are asked.
         picked = slice(1, None) if multimask_output else slice(0, 1)
-        masks, iou_pred = self.predict_masks(
-            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, prepared, picked=picked
-        )
-        return masks, iou_pred[:, picked]
+        out = self.predict_masks(image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings,
+                                 prepared, picked=picked, iou_floor=iou_floor)
+        if iou_floor is None:
+            return out[0], out[1][:, picked]
+        return out[0], out[1][:, picked], out[2]
 
     def prepare_image(self, image_embeddings, image_pe, dense_prompt_embeddings) -> dict:
         """Prompt-independent work for one (1, C, h, w) image and dense prompt, reusable across clicks."""
@@ -74,7 +80,7 @@ class MaskDecoder(nn.Module):
         return self.transformer.prepare_image(src, image_pe.to(dtype))
 
     def predict_masks(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, prepared=None,
-                      picked: slice = slice(None)):
+                      picked: slice = slice(None), iou_floor: float | None = None):
         """The ``picked`` mask tokens' masks (B, M, 4h, 4w), all four by default, and all four IoU predictions (B, 4)."""
         B = sparse_prompt_embeddings.shape[0]
         dtype = self.iou_token.weight.dtype
@@ -94,10 +100,23 @@ class MaskDecoder(nn.Module):
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
 
+        iou_pred = self.iou_prediction_head(iou_token_out)
+        rows = None
+        if iou_floor is not None:
+            # The IoU head needs only the transformer's tokens, so the upscaling (most of a
+            # prompt's cost) is skipped for prompts whose every candidate is below the floor.
+            rows = torch.nonzero((iou_pred[:, picked].float() > iou_floor).any(-1)).flatten()
+            if len(rows) == 0:
+                M = len(range(self.num_mask_tokens)[picked])
+                return src.new_zeros((0, M, 4 * h, 4 * w)), iou_pred, rows
+            if len(rows) < B:
+                src, mask_tokens_out = src[rows], mask_tokens_out[rows]
         tokens_made = range(self.num_mask_tokens)[picked]
         hyper_in = torch.stack([self.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in tokens_made], dim=1)
         masks = self._masks_from_tokens(src, hyper_in, h, w)
-        return masks, self.iou_prediction_head(iou_token_out)
+        if rows is None:
+            return masks, iou_pred
+        return masks, iou_pred, rows
 
     def _masks_from_tokens(self, src: torch.Tensor, hyper_in: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """Upscale the image tokens 4x and take each mask token's dot product with them.
