@@ -128,7 +128,9 @@ def _finish(out, predictor, emb, low_res, iou, points, crop_box, offset, stabili
     wins = [None] * len(iou)
     if windows.applies(low_res, side, emb.input_size, emb.original_size):
         wins = windows.windows_of(low_res, side, emb.input_size, min(MASK_THRESHOLD - offset, MASK_THRESHOLD))
-        small = np.array([windows.window_pixels(w, side, low_res.shape[-1]) <= plane * WINDOW_SHARE for w in wins])
+        # dtype given: a batch with nothing over the floor has no windows, and np.array([]) is float
+        small = np.array([windows.window_pixels(w, side, low_res.shape[-1]) <= plane * WINDOW_SHARE for w in wins],
+                         dtype=bool)
     stability = np.full(len(iou), np.nan, np.float32)
     boxes = np.zeros((len(iou), 4), np.int64)
     rles: list = [None] * len(iou)
