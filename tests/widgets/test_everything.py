@@ -32,6 +32,9 @@ def test_find_refilter_accept_and_undo(make_everything, qtbot, everything_errors
     found = ids(layer)
     assert len(found) > 5 and everything_errors == []
     assert (layer.data[painted] > 0).mean() < 0.5  # the object drawn by hand is not proposed again
+    # The recommended settings without a row in the form were applied too.
+    used = widget.proposals.generator.settings
+    assert (used.merge_duplicates_iou, used.gap_fill_iou_thresh, used.nms_score) == (0.8, 0.7, "stability_score")
 
     widget.form.set(pred_iou_thresh=0.97)  # the sliders re-filter once they rest, without the model
     qtbot.waitUntil(lambda: len(ids(layer)) < len(found), timeout=5000)

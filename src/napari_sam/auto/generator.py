@@ -31,7 +31,7 @@ import numpy as np
 from ..model.embedding import ImageEmbedding
 from ..model.image import check_image, to_uint8_rgb
 from ..progress import CancelCheck, ProgressCallback
-from . import rle
+from . import consensus, rle
 from .decode import CropCandidates, SegmentationCancelled, decode_crop, mask_box_inclusive
 from .grid import crop_boxes, layer_point_grids
 from .nms import box_nms
@@ -122,8 +122,8 @@ class AutomaticMaskGenerator:
                 crops.append(decode_crop(
                     self.predictor, grids[layer], box, layer, hw, points_per_batch=s.points_per_batch,
                     stability_offset=s.stability_score_offset,
-                    iou_floor=0.0 if refilter else s.pred_iou_thresh,
-                    stability_floor=0.0 if refilter else s.stability_score_thresh, on_batch=on_batch))
+                    iou_floor=0.0 if refilter else s.decode_floors()[0],
+                    stability_floor=0.0 if refilter else s.decode_floors()[1], on_batch=on_batch))
             finally:
                 self.predictor.reset_image()
         return DecodedGrid(hw, s.decoding(), crops)
@@ -148,29 +148,21 @@ class AutomaticMaskGenerator:
             changed = [a for (a, v), (_, w) in zip(s.decoding(), decoded.decoding) if v != w]
             raise ValueError(f"{', '.join(changed)} changed since the grid was decoded: decode the grid again "
                              "(only thresholds, NMS, min_mask_region_area and output_mode re-filter)")
-        picked = []  # (crop, index) pairs, in the order Segment Anything keeps them
+        records = []  # in the order Segment Anything keeps them
         for crop in decoded.crops:
-            if s.pred_iou_thresh < crop.iou_floor or s.stability_score_thresh < crop.stability_floor:
+            iou_floor, stability_floor = s.decode_floors()
+            if iou_floor < crop.iou_floor or stability_floor < crop.stability_floor:
                 raise ValueError(
                     f"this grid was decoded keeping only predicted IoU > {crop.iou_floor} and stability >= "
-                    f"{crop.stability_floor}; decode it with refilter=True to lower the thresholds")
-            # The confident and stable candidates of this crop ...
-            ok = np.ones(len(crop), dtype=bool)
-            if s.pred_iou_thresh > 0.0:
-                ok &= crop.iou > s.pred_iou_thresh
-            if s.stability_score_thresh > 0.0:
-                ok &= crop.stability >= s.stability_score_thresh
-            index = np.flatnonzero(ok)
-            # ... without duplicates inside the crop.
-            index = index[box_nms(crop.boxes[index], crop.iou[index], s.box_nms_thresh)]
-            picked.extend((crop, int(i)) for i in index)
-        if len(decoded.crops) > 1 and picked:
+                    f"{crop.stability_floor}; decode it with refilter=True to lower the thresholds or fill gaps")
+            records.extend(_select_in_crop(crop, s))
+        if len(decoded.crops) > 1 and records:
             # Duplicates between crops: the mask from the smaller crop wins.
-            boxes = np.array([c.boxes[i] for c, i in picked])
-            areas = np.array([(c.crop_box[2] - c.crop_box[0]) * (c.crop_box[3] - c.crop_box[1]) for c, _ in picked])
+            boxes = np.array([r.box for r in records])
+            areas = np.array([(r.crop.crop_box[2] - r.crop.crop_box[0]) * (r.crop.crop_box[3] - r.crop.crop_box[1])
+                              for r in records])
             scores = 1.0 / areas.astype(np.float32)
-            picked = [picked[i] for i in box_nms(boxes, scores, s.crop_nms_thresh)]
-        records = [_Record(c, i) for c, i in picked]
+            records = [records[i] for i in box_nms(boxes, scores, s.crop_nms_thresh)]
         if s.min_mask_region_area > 0 and records:
             records = _remove_small_regions(records, decoded.image_hw, s)
         return [r.as_dict(decoded.image_hw, s.output_mode) for r in records]
@@ -180,12 +172,45 @@ class AutomaticMaskGenerator:
         return self.filter(self.decode_grid(image, refilter=False, **kwargs))
 
 
-class _Record:
-    """One kept mask on its way to the output dict; post-processing may replace its mask and box."""
+def _select_in_crop(crop: CropCandidates, s: AutoSettings) -> list["_Record"]:
+    """The crop's kept masks: confident and stable, without duplicates, then (if asked) merged and gap-filled."""
+    # The confident and stable candidates of this crop ...
+    ok = np.ones(len(crop), dtype=bool)
+    if s.pred_iou_thresh > 0.0:
+        ok &= crop.iou > s.pred_iou_thresh
+    if s.stability_score_thresh > 0.0:
+        ok &= crop.stability >= s.stability_score_thresh
+    passed = np.flatnonzero(ok)
+    # ... without duplicates inside the crop (of two, the one with the better score) ...
+    score = crop.iou if s.nms_score == "predicted_iou" else crop.stability
+    kept = passed[box_nms(crop.boxes[passed], score[passed], s.box_nms_thresh)]
+    if not s.merge_duplicates_iou and not s.fills_gaps:
+        return [_Record(crop, int(i)) for i in kept]
+    # ... each the pixel majority of its duplicates, if asked ...
+    if s.merge_duplicates_iou:
+        masks = consensus.merged_masks(crop, kept, passed, s.merge_duplicates_iou)
+    else:
+        masks = [rle.decode(crop.rles[i], crop.image_hw) for i in kept]
+    records = [_Record(crop, int(i), mask) for i, mask in zip(kept, masks)]
+    # ... and the gaps that nothing kept covers filled by the best of the candidates that fell short.
+    if s.fills_gaps:
+        covered = np.zeros(crop.image_hw, dtype=bool)
+        for mask in masks:
+            covered |= mask
+        fallen = np.flatnonzero(~ok & (crop.iou > s.gap_fill_iou_thresh))
+        records += [_Record(crop, i, mask) for i, mask in
+                    consensus.gap_fillers(crop, covered, fallen, score, s.box_nms_thresh)]
+    return records
 
-    def __init__(self, crop: CropCandidates, i: int) -> None:
+
+class _Record:
+    """One kept mask on its way to the output dict; merging and post-processing may replace its mask and box."""
+
+    def __init__(self, crop: CropCandidates, i: int, mask: np.ndarray | None = None) -> None:
         self.crop, self.i = crop, i
         self.counts, self.box, self.mask = crop.rles[i], crop.boxes[i], None
+        if mask is not None:
+            self.counts, self.box, self.mask = rle.encode(_as_tensor(mask))[0], mask_box_inclusive(mask), mask
 
     def as_dict(self, image_hw, output_mode: str) -> dict:
         c, i = self.crop, self.i

@@ -20,7 +20,9 @@ OUTPUT_MODES = ("binary_mask", "uncompressed_rle")
 MAX_POINTS_PER_SIDE = 1024
 #: Settings that only select among decoded candidates.
 FILTER_SETTINGS = ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "crop_nms_thresh",
-                   "min_mask_region_area", "output_mode")
+                   "min_mask_region_area", "output_mode", "nms_score", "merge_duplicates_iou", "gap_fill_iou_thresh")
+#: What box NMS keeps the best of: Segment Anything's predicted IoU, or the stability score.
+NMS_SCORES = ("predicted_iou", "stability_score")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +39,20 @@ class AutoSettings:
     crop_n_points_downscale_factor: int = 1
     min_mask_region_area: int = 0
     output_mode: str = "binary_mask"
+    # Not Segment Anything's: this package's own steps (napari_sam.auto.consensus), off at these defaults.
+    nms_score: str = "predicted_iou"
+    merge_duplicates_iou: float = 0.0  # > 0: each kept mask is the pixel majority of its duplicates
+    gap_fill_iou_thresh: float = 0.0  # > 0: candidates above this predicted IoU fill what nothing covers
+
+    @property
+    def fills_gaps(self) -> bool:
+        return self.gap_fill_iou_thresh > 0.0
+
+    def decode_floors(self) -> tuple[float, float]:
+        """(predicted IoU, stability) below which no candidate can ever be kept with these settings."""
+        if self.fills_gaps:
+            return min(self.pred_iou_thresh, self.gap_fill_iou_thresh), 0.0
+        return self.pred_iou_thresh, self.stability_score_thresh
 
     def __post_init__(self) -> None:
         _whole("points_per_side", self.points_per_side, 1, MAX_POINTS_PER_SIDE)
@@ -44,13 +60,16 @@ class AutoSettings:
         _whole("crop_n_layers", self.crop_n_layers, 0, 4)
         _whole("crop_n_points_downscale_factor", self.crop_n_points_downscale_factor, 1, 64)
         _whole("min_mask_region_area", self.min_mask_region_area, 0, 10**12)
-        for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "crop_nms_thresh"):
+        for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "crop_nms_thresh",
+                     "merge_duplicates_iou", "gap_fill_iou_thresh"):
             _fraction(name, getattr(self, name))
         _number("crop_overlap_ratio", self.crop_overlap_ratio, 0.0, 1.0, high_open=True)
         _number("stability_score_offset", self.stability_score_offset, 0.0, 1e6, low_open=True)
         if self.output_mode not in OUTPUT_MODES:
             raise ValueError(f"output_mode must be one of {', '.join(OUTPUT_MODES)}, got {self.output_mode!r} "
                              "(coco_rle needs pycocotools: encode the uncompressed RLE with it)")
+        if self.nms_score not in NMS_SCORES:
+            raise ValueError(f"nms_score must be one of {', '.join(NMS_SCORES)}, got {self.nms_score!r}")
         for layer in range(self.crop_n_layers + 1):
             if self.points_per_side // self.crop_n_points_downscale_factor**layer < 1:
                 raise ValueError(

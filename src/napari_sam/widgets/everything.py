@@ -120,6 +120,14 @@ class EverythingWidget(QWidget):
                 self.fail(f"the model's recommended settings are not usable ({err}); Segment Anything's are shown")
         self.semi.on_engine(self.session, engine)
 
+    def _unshown_settings(self) -> dict:
+        """The model's recommended settings that have no row in the form (merging, gap filling): they apply too."""
+        spec = self.session.engine_spec
+        try:
+            return recommended_settings(name=spec.model) if spec is not None else {}
+        except ValueError:
+            return {}  # said when the model was chosen (_on_engine); Segment Anything's apply
+
     # ------------------------------------------------------------------ finding
     def region(self, stack: bool) -> tuple:
         """The index of the slice shown, or of the stack through it, in the image (and its labels)."""
@@ -138,7 +146,8 @@ class EverythingWidget(QWidget):
         if stack and not session.planes.is_stack:
             self.fail(f"{session.planes.name!r} is a single plane, not a stack: segment the slice shown")
             return False
-        region, settings, work = self.region(stack), self.form.settings(), self.hub.workspace
+        region, work = self.region(stack), self.hub.workspace
+        settings = {**self._unshown_settings(), **self.form.settings()}
         existing = np.asarray(self.link.labels.data[region]).copy()  # the user's objects now: not proposed
         self._show_proposals(None)
         if stack:
