@@ -54,6 +54,8 @@ def test_finished_inputs_are_skipped_and_half_written_ones_are_not_finished(inpu
     (["--pred-iou-thresh", "1.5"], "pred_iou_thresh must lie in [0, 1]"),
     (["--points-per-side", "0"], "points_per_side must be between"),
     (["--model", "no_such_model"], "neither a known model"),
+    (["--nms-score", "area"], "nms_score must be one of predicted_iou, stability_score"),
+    (["--gap-fill-iou-thresh", "2"], "gap_fill_iou_thresh must lie in [0, 1]"),
 ])
 def test_bad_settings_end_in_one_line(inputs, tmp_path, capsys, extra, message):
     assert main(["segment", str(inputs[0]), "--out", str(tmp_path / "o"), *FAST, *extra]) == 2
