@@ -41,7 +41,7 @@ WINDOW_SHARE = 0.5
 #: on the demo model's masks at a 0.95 floor the whole step took 0.8x the time (bench_auto_windows.py);
 #: it pays once the box and run lengths come from the cells too.
 CELL_SHARE: float | None = None
-#: Logits above this are the object (SAM's mask_threshold).
+#: Logits above this are the object (SAM's mask_threshold); the generator's ``mask_threshold`` setting.
 MASK_THRESHOLD = 0.0
 #: Boxes within this many pixels of a crop's edge are cut off by it (Segment Anything's value).
 EDGE_TOLERANCE = 20.0
@@ -84,7 +84,7 @@ class CropCandidates:
 
 def decode_crop(predictor, grid: np.ndarray, crop_box, layer: int, image_hw, *, points_per_batch: int,
                 stability_offset: float, iou_floor: float = 0.0, stability_floor: float = 0.0,
-                on_batch=None) -> CropCandidates:
+                on_batch=None, mask_threshold: float = MASK_THRESHOLD) -> CropCandidates:
     """Decode ``grid`` (fractions of the crop) on the predictor's current embedding, which is the crop's.
 
     ``on_batch()`` is called after each batch (progress, cancel); it may raise
@@ -115,19 +115,21 @@ def decode_crop(predictor, grid: np.ndarray, crop_box, layer: int, image_hw, *, 
             keep = (iou > iou_floor).numpy()
             low_res, iou, point_of = low_res[keep], iou[keep], point_of[keep]
         # 3.-6. each mask on the window around it where that is exact and pays, else a few at a time
-        _finish(out, predictor, emb, low_res, iou, point_of, crop_box, stability_offset, stability_floor)
+        _finish(out, predictor, emb, low_res, iou, point_of, crop_box, stability_offset, stability_floor,
+                mask_threshold)
         if on_batch is not None:
             on_batch()
     return out
 
 
-def _finish(out, predictor, emb, low_res, iou, points, crop_box, offset, stability_floor) -> None:
+def _finish(out, predictor, emb, low_res, iou, points, crop_box, offset, stability_floor,
+            threshold: float = MASK_THRESHOLD) -> None:
     side = predictor.model.image_size
     plane = int(np.prod(emb.original_size))
     small = np.zeros(len(iou), bool)
     wins = [None] * len(iou)
     if windows.applies(low_res, side, emb.input_size, emb.original_size):
-        wins = windows.windows_of(low_res, side, emb.input_size, min(MASK_THRESHOLD - offset, MASK_THRESHOLD))
+        wins = windows.windows_of(low_res, side, emb.input_size, min(threshold - offset, threshold))
         # dtype given: a batch with nothing over the floor has no windows, and np.array([]) is float
         small = np.array([windows.window_pixels(w, side, low_res.shape[-1]) <= plane * WINDOW_SHARE for w in wins],
                          dtype=bool)
@@ -137,12 +139,12 @@ def _finish(out, predictor, emb, low_res, iou, points, crop_box, offset, stabili
     x0, y0 = crop_box[0], crop_box[1]
     for i in np.flatnonzero(small):
         stability[i], window, boxes[i] = windows.finish_one(low_res[i], wins[i], side, emb.input_size,
-                                                            MASK_THRESHOLD, offset)
+                                                            threshold, offset)
         if not stability_floor > 0.0 or stability[i] >= stability_floor:
             rles[i] = windows.encode_window(window, out.image_hw, (y0, x0))
     large = np.flatnonzero(~small)
     counted = np.zeros(0, np.int64)
-    stability_thresholds = (MASK_THRESHOLD + offset, MASK_THRESHOLD - offset)
+    stability_thresholds = (threshold + offset, threshold - offset)
     if CELL_SHARE is not None and len(large) and cell_counts.applies(low_res, side, emb.input_size,
                                                                       emb.original_size):
         # Stability from the low-res logits and the boundary's pixels (cell_counts) where the boundary
@@ -157,10 +159,10 @@ def _finish(out, predictor, emb, low_res, iou, points, crop_box, offset, stabili
     per_chunk = max(1, CHUNK_BYTES // (4 * max(plane, int(np.prod(emb.input_size)))))
     for c in range(0, len(counted), per_chunk):
         _finish_whole_planes(out, predictor, emb, low_res, counted[c : c + per_chunk], crop_box, offset,
-                             stability_floor, stability, boxes, rles, counted=True)
+                             stability_floor, stability, boxes, rles, threshold, counted=True)
     for c in range(0, len(large), per_chunk):
         _finish_whole_planes(out, predictor, emb, low_res, large[c : c + per_chunk], crop_box, offset,
-                             stability_floor, stability, boxes, rles)
+                             stability_floor, stability, boxes, rles, threshold)
     # the stability floor, and the crop-edge rule
     keep = np.array([r is not None for r in rles], bool)
     boxes += np.array([[x0, y0, x0, y0]])
@@ -171,14 +173,13 @@ def _finish(out, predictor, emb, low_res, iou, points, crop_box, offset, stabili
 
 @torch.inference_mode()
 def _finish_whole_planes(out, predictor, emb, low_res, which, crop_box, offset, stability_floor,
-                         stability, boxes, rles, counted: bool = False) -> None:
+                         stability, boxes, rles, threshold: float, counted: bool = False) -> None:
     """Masks ``which`` on whole planes: fill in their stability, box (in the crop) and run lengths (None: dropped).
 
     ``counted``: their stability is filled in already and they passed its floor.
     """
     logits = upscale_logits(low_res[which][:, None], predictor.model.image_size, emb.input_size,
                             emb.original_size)[:, 0]
-    threshold = MASK_THRESHOLD
     if counted:
         _masks_boxes_rles(out, logits > threshold, which, crop_box, boxes, rles)
         return

@@ -123,7 +123,8 @@ class AutomaticMaskGenerator:
                     self.predictor, grids[layer], box, layer, hw, points_per_batch=s.points_per_batch,
                     stability_offset=s.stability_score_offset,
                     iou_floor=0.0 if refilter else s.decode_floors()[0],
-                    stability_floor=0.0 if refilter else s.decode_floors()[1], on_batch=on_batch))
+                    stability_floor=0.0 if refilter else s.decode_floors()[1], on_batch=on_batch,
+                    mask_threshold=s.mask_threshold))
             finally:
                 self.predictor.reset_image()
         return DecodedGrid(hw, s.decoding(), crops)

@@ -18,6 +18,8 @@ import math
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle")
 #: More points per side than this would decode over a million prompts per crop: surely a typo.
 MAX_POINTS_PER_SIDE = 1024
+#: Logits of the mask decoder seldom leave +-20; a mask threshold beyond this is surely a typo.
+MAX_LOGIT = 100.0
 #: Settings that only select among decoded candidates.
 FILTER_SETTINGS = ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "crop_nms_thresh",
                    "min_mask_region_area", "output_mode", "nms_score", "merge_duplicates_iou", "gap_fill_iou_thresh")
@@ -43,6 +45,7 @@ class AutoSettings:
     nms_score: str = "predicted_iou"
     merge_duplicates_iou: float = 0.0  # > 0: each kept mask is the pixel majority of its duplicates
     gap_fill_iou_thresh: float = 0.0  # > 0: candidates above this predicted IoU fill what nothing covers
+    mask_threshold: float = 0.0  # logits above it are the object (SAM's predictor has 0); needs decoding again
 
     @property
     def fills_gaps(self) -> bool:
@@ -65,6 +68,7 @@ class AutoSettings:
             _fraction(name, getattr(self, name))
         _number("crop_overlap_ratio", self.crop_overlap_ratio, 0.0, 1.0, high_open=True)
         _number("stability_score_offset", self.stability_score_offset, 0.0, 1e6, low_open=True)
+        _number("mask_threshold", self.mask_threshold, -MAX_LOGIT, MAX_LOGIT)
         if self.output_mode not in OUTPUT_MODES:
             raise ValueError(f"output_mode must be one of {', '.join(OUTPUT_MODES)}, got {self.output_mode!r} "
                              "(coco_rle needs pycocotools: encode the uncompressed RLE with it)")
