@@ -115,7 +115,8 @@ class _Propagation:
             plane = self.segmenter.slice_image(z) if walk.level is not None else None
             mask = shape_answer(mask, walk.mask, plane=plane, level=walk.level,
                                 shrinking=self.s["shrink"] and walk.shrinking,
-                                others=None if others is None else others > 0, z_spacing=self.s["z_spacing"])
+                                others=None if others is None else others > 0, z_spacing=self.s["z_spacing"],
+                                largest=walk.largest_area)
             # Go on, or end the walk: vanished, jumped, grown again, its signal rising again.
             reason, figures = refusal(self.s, walk.mask, walk.smallest_area, mask, walk.largest_area)
             if reason is None and plane is not None and self.s["signal_valley"] and walk.shrinking and mask.any():
