@@ -5,7 +5,8 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
-from napari_sam.volume.propagate import PropagationResult, SliceOutcome
+from napari_sam.volume.propagate import PropagationResult, SliceOutcome, propagate
+from napari_sam.volume.propagation.slices import SliceSegmentation
 from napari_sam.volume.propagation import objects, shaping, signal
 from napari_sam.volume.propagation.contested import split_contested
 from napari_sam.volume.propagation.signal import calibrate, fit_to_signal
@@ -111,3 +112,31 @@ def test_near_its_widest_slice_a_mask_inside_the_object_grows_one_pixel_along_it
     assert shaping.core_fraction(dataclasses.replace(level, steepest_fraction=0.6)) is None
     monkeypatch.setattr(shaping, "CORE_BELOW_STEEPEST", None)
     assert np.array_equal(shaping.shape_answer(small, small, plane=plane, level=level, largest=area), small)
+
+
+class _Echo:
+    """Answers every slice with the mask it was prompted from, on the same blurred nucleus."""
+
+    def __init__(self, plane, n):
+        self.plane, self.n = plane, n
+
+    def __len__(self):
+        return self.n
+
+    def slice_image(self, index):
+        return self.plane
+
+    def segment(self, index, prompt):
+        return SliceSegmentation(prompt.previous_mask.copy())
+
+
+def test_the_walk_follows_the_masks_before_growth_so_it_does_not_compound_from_slice_to_slice():
+    nucleus = disk(24, 30, 12)
+    plane = ndimage.gaussian_filter(nucleus * 1000.0 + 100, 1.0)
+    small = disk(24, 30, 9)
+    result = propagate(_Echo(plane, 6), {0: small}, 6)
+    level = calibrate(plane, small)
+    grown = fit_to_signal(small, plane, level, grow=shaping.CORE_REACH, fraction=shaping.core_fraction(level))
+    assert grown.sum() > small.sum()
+    for z in range(1, 6):  # each slice grown once from the walk's own mask, never again from the grown one
+        assert np.array_equal(result.mask[z], grown), z

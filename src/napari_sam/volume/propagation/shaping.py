@@ -32,12 +32,14 @@ SHRINKING_BELOW = 0.9
 # 3D IoU of the median nuclei is mostly missed rim voxels on these slices, benchmarks/_diag_decompose.py). There the
 # mask grows along the signal, at most CORE_REACH pixels, to the annotation's steepest level less
 # CORE_BELOW_STEEPEST of its contrast (signal.SignalLevel.steepest_fraction), where that is below the edge level: a
-# small nucleus' profile has no plateau, its steepest level lies high and it is not grown. Measured (_diag_ends.py,
-# Propagate all, 44 nuclei, mean / median / worst 3D IoU): 0.853 / 0.885 / 0.575 without; 0.861 / 0.900 / 0.576 as
-# set; below the steepest level by 0.12: 0.862 / 0.897 / 0.575, by 0.18: 0.859 / 0.900 / 0.576; CORE_AREA 0.6 or
-# 0.85: 0.859 / 0.900, 0.861 / 0.897; reach 2: 0.860 / 0.895. A fixed 0.3 of the contrast instead (no gate): 0.859 /
-# 0.903 / 0.543, reach 2: 0.858 / 0.900 / 0.542 (small nuclei grow into their neighbours);
-# 0.3 with reach 2 on every slice: 0.834.
+# small nucleus' profile has no plateau, its steepest level lies high and it is not grown. The walk follows the masks
+# before this growth (walk.py), so it never compounds. Measured (_diag_ends.py and the same flows with more digits,
+# 44 nuclei, mean / median / worst 3D IoU): Propagate all 0.853 / 0.885 / 0.575 without, 0.862 / 0.899 / 0.575 as set;
+# one object at a time 0.790 / 0.878 / 0.116 (5 below 0.5) without, 0.799 / 0.890 / 0.113 (5) as set. Propagate all,
+# other settings: below the steepest level by 0.18 0.860 / 0.901, reach 2 0.861 / 0.896, CORE_AREA 0.6 0.860 / 0.900.
+# With the grown masks prompting the next slice (compounding): 0.861 / 0.900 / 0.576, but one object at a time 7
+# below 0.5 (a walk slid into the next nucleus along z); also compounding, a fixed 0.3, no gate: 0.859 / 0.903 / 0.543
+# (small nuclei grow into their neighbours); 0.3 with reach 2 on every slice: 0.834.
 CORE_AREA = 0.75
 CORE_REACH = 1
 CORE_BELOW_STEEPEST = 0.15  # None: no growth
