@@ -118,7 +118,7 @@ class _Propagation:
             answer, mask = mask, shape_answer(mask, walk.mask, **shaping)
             # Written: the mask grown near the widest slice (shaping.CORE_BELOW_STEEPEST). The walk follows and
             # judges the mask without that growth, so it never compounds from slice to slice.
-            written = shape_answer(answer, walk.mask, largest=walk.largest_area, **shaping) if plane is not None else mask
+            written = mask if plane is None else shape_answer(answer, walk.mask, largest=walk.largest_area, **shaping)
             # Go on, or end the walk: vanished, jumped, grown again, its signal rising again.
             reason, figures = refusal(self.s, walk.mask, walk.smallest_area, mask, walk.largest_area)
             if reason is None and plane is not None and self.s["signal_valley"] and walk.shrinking and mask.any():
