@@ -100,6 +100,7 @@ def ablation_rows():
         ("Propagate all, + grow 2 px to the edge", "all", {"patch": {("signal", "GROW_REACH"): 2}}),
         ("Propagate all, + grow 2 px to 0.3", "all", {"patch": {("signal", "GROW_REACH"): 2,
                                                                 ("signal", "GROW_FRACTION"): 0.3}}),
+        ("Propagate all, no growth at the widest", "all", {"patch": {("shaping", "CORE_BELOW_STEEPEST"): None}}),
         ("Propagate all (default)", "all", {}),
     ]
 

@@ -1,10 +1,13 @@
 """The walk's per-slice options measured in issue 18: growing a mask along the signal, splitting contested pixels."""
 
+import dataclasses
+
 import numpy as np
 from scipy import ndimage
 
-from napari_sam.volume.propagate import PropagationResult, SliceOutcome
-from napari_sam.volume.propagation import objects
+from napari_sam.volume.propagate import PropagationResult, SliceOutcome, propagate
+from napari_sam.volume.propagation.slices import SliceSegmentation
+from napari_sam.volume.propagation import objects, shaping, signal
 from napari_sam.volume.propagation.contested import split_contested
 from napari_sam.volume.propagation.signal import calibrate, fit_to_signal
 
@@ -72,3 +75,69 @@ def test_propagate_all_gives_contested_voxels_by_the_watershed_when_it_is_on(mon
     split = objects._one_to_one(results, shape, seeds, lambda z: plane)
     assert (split[1][b] == 2).mean() > 0.95 and (split[1][a] == 1).all()
     assert np.array_equal(split[[0, 2]], seeds[[0, 2]])  # annotated voxels stay their object's
+
+
+def test_the_steepest_level_of_a_blurred_nucleus_lies_on_its_edge():
+    nucleus = disk(24, 30, 12)
+    plane = ndimage.gaussian_filter(nucleus * 1000.0 + 100, 1.0)
+    level = calibrate(plane, nucleus)
+    steepest = level.around_signal + level.steepest_fraction * (level.inside_signal - level.around_signal)
+    cut = ndimage.gaussian_filter(plane, 1.0) >= steepest
+    assert 0.2 < level.steepest_fraction < 0.8
+    assert (cut & nucleus).sum() / (cut | nucleus).sum() > 0.9
+    flat = np.full((H, W), 500.0)
+    flat[nucleus] = 600.0  # no blur: the steepest pixels straddle the rim
+    assert np.isfinite(calibrate(flat, nucleus).steepest_fraction)
+
+
+def test_near_its_widest_slice_a_mask_inside_the_object_grows_one_pixel_along_its_signal(monkeypatch):
+    nucleus = disk(24, 30, 12)
+    plane = ndimage.gaussian_filter(nucleus * 1000.0 + 100, 1.0)
+    level = calibrate(plane, nucleus)
+    small = disk(24, 30, 9)  # the model's mask, inside the object
+    fraction = shaping.core_fraction(level)
+    assert fraction is not None and fraction < signal.EDGE_FRACTION
+    area = int(small.sum())
+    grown = shaping.shape_answer(small, small, plane=plane, level=level, largest=area)
+    assert np.array_equal(grown, fit_to_signal(small, plane, level, grow=shaping.CORE_REACH, fraction=fraction))
+    assert grown.sum() > small.sum()
+    assert not (grown & ~ndimage.binary_dilation(small, iterations=shaping.CORE_REACH)).any()
+    assert (grown & nucleus).sum() / (grown | nucleus).sum() > (small & nucleus).sum() / (small | nucleus).sum()
+    # away from the widest slice (a small part of the largest cross-section) the level only cuts
+    assert np.array_equal(shaping.shape_answer(small, small, plane=plane, level=level, largest=3 * area), small)
+    # nor next to another object
+    right = xx > 30
+    beside = shaping.shape_answer(small, small, plane=plane, level=level, largest=area, others=right & ~small)
+    assert not (beside & right & ~small).any()
+    # a level whose steepest point lies high (a small nucleus, no plateau) is not grown to
+    assert shaping.core_fraction(dataclasses.replace(level, steepest_fraction=0.6)) is None
+    monkeypatch.setattr(shaping, "CORE_BELOW_STEEPEST", None)
+    assert np.array_equal(shaping.shape_answer(small, small, plane=plane, level=level, largest=area), small)
+
+
+class _Echo:
+    """Answers every slice with the mask it was prompted from, on the same blurred nucleus."""
+
+    def __init__(self, plane, n):
+        self.plane, self.n = plane, n
+
+    def __len__(self):
+        return self.n
+
+    def slice_image(self, index):
+        return self.plane
+
+    def segment(self, index, prompt):
+        return SliceSegmentation(prompt.previous_mask.copy())
+
+
+def test_the_walk_follows_the_masks_before_growth_so_it_does_not_compound_from_slice_to_slice():
+    nucleus = disk(24, 30, 12)
+    plane = ndimage.gaussian_filter(nucleus * 1000.0 + 100, 1.0)
+    small = disk(24, 30, 9)
+    result = propagate(_Echo(plane, 6), {0: small}, 6)
+    level = calibrate(plane, small)
+    grown = fit_to_signal(small, plane, level, grow=shaping.CORE_REACH, fraction=shaping.core_fraction(level))
+    assert grown.sum() > small.sum()
+    for z in range(1, 6):  # each slice grown once from the walk's own mask, never again from the grown one
+        assert np.array_equal(result.mask[z], grown), z

@@ -52,6 +52,10 @@ class SignalLevel:
     calibration_iou: float  # how well the level reproduces the annotated mask
     inside_signal: float = float("nan")  # the annotated object's median (smoothed) signal
     around_signal: float = float("nan")  # its surroundings' lower quartile
+    # where the annotated slice's signal is steepest around its mask's rim (the gradient-weighted mean signal there),
+    # as a fraction of the way from around_signal to inside_signal: about 0.45 for a large nucleus, more for a small
+    # one, whose blurred profile has no plateau
+    steepest_fraction: float = float("nan")
 
     def strength(self, plane: np.ndarray, mask: np.ndarray) -> float:
         """The mean signal in ``mask`` on ``plane``, as a fraction of the annotated object's own
@@ -116,14 +120,29 @@ def calibrate(plane, mask) -> SignalLevel | None:
     iou = best_iou
     if iou < MIN_CALIBRATION_IOU:
         return None
-    return SignalLevel(level, bright, float(iou), inside, around)
+    return SignalLevel(level, bright, float(iou), inside, around, _steepest_fraction(smooth, mask, inside, around))
+
+
+def _steepest_fraction(smooth: np.ndarray, mask: np.ndarray, inside: float, around: float) -> float:
+    """The gradient-weighted mean signal in a band of 3 pixels on both sides of ``mask``'s rim, as a fraction of the
+    way from ``around`` to ``inside``: the level of a blurred edge, whatever the object's size."""
+    band = ndimage.binary_dilation(mask, iterations=3) & ~ndimage.binary_erosion(mask, iterations=3)
+    window = _window(band, 1)
+    gy, gx = np.gradient(smooth[window].astype(np.float64))
+    weight = (gx ** 2 + gy ** 2)[band[window]]
+    if weight.sum() <= 0:
+        return float("nan")
+    level = float((weight * smooth[window][band[window]]).sum() / weight.sum())
+    return (level - around) / (inside - around)
 
 
 def fit_to_signal(mask: np.ndarray, plane, level: SignalLevel, seed: np.ndarray | None = None,
-                  grow: int | None = None, allowed: np.ndarray | None = None) -> np.ndarray:
+                  grow: int | None = None, allowed: np.ndarray | None = None,
+                  fraction: float | None = None) -> np.ndarray:
     """``mask`` cut at the object's edge level: the part on the object's side, in one piece, without holes,
     then grown along the object's side up to ``grow`` pixels beyond its rim (default :data:`GROW_REACH`),
-    only into ``allowed`` pixels (default: anywhere).
+    only into ``allowed`` pixels (default: anywhere), to ``fraction`` of the contrast (default
+    :data:`GROW_FRACTION`; None: the edge level).
 
     Of the pieces left, the one overlapping ``seed`` (the previous slice's
     mask) most is kept, so a bright speck at the mask's rim does not become
@@ -146,10 +165,11 @@ def fit_to_signal(mask: np.ndarray, plane, level: SignalLevel, seed: np.ndarray 
         overlap[0] = 0
         cut = pieces == int(np.argmax(overlap))
     cut = ndimage.binary_fill_holes(cut)
+    fraction = GROW_FRACTION if fraction is None else fraction
     if reach > 0:
-        if GROW_FRACTION is not None or GROW_LOCAL:
+        if fraction is not None or GROW_LOCAL:
             smooth = smoothed(np.asarray(plane)[window])
-            fraction = EDGE_FRACTION if GROW_FRACTION is None else GROW_FRACTION
+            fraction = EDGE_FRACTION if fraction is None else fraction
             top = float(np.median(smooth[cut[window]])) if GROW_LOCAL else level.inside_signal
             low = level.around_signal + fraction * (top - level.around_signal)
             inside = smooth >= low if level.bright else smooth <= low

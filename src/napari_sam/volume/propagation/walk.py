@@ -113,9 +113,12 @@ class _Propagation:
                 self.progress(min(self.done, self.total), self.total)
             # Keep only what the object can own: its signal, its shrinking outline, no other object.
             plane = self.segmenter.slice_image(z) if walk.level is not None else None
-            mask = shape_answer(mask, walk.mask, plane=plane, level=walk.level,
-                                shrinking=self.s["shrink"] and walk.shrinking,
-                                others=None if others is None else others > 0, z_spacing=self.s["z_spacing"])
+            shaping = dict(plane=plane, level=walk.level, shrinking=self.s["shrink"] and walk.shrinking,
+                           others=None if others is None else others > 0, z_spacing=self.s["z_spacing"])
+            answer, mask = mask, shape_answer(mask, walk.mask, **shaping)
+            # Written: the mask grown near the widest slice (shaping.CORE_BELOW_STEEPEST). The walk follows and
+            # judges the mask without that growth, so it never compounds from slice to slice.
+            written = mask if plane is None else shape_answer(answer, walk.mask, largest=walk.largest_area, **shaping)
             # Go on, or end the walk: vanished, jumped, grown again, its signal rising again.
             reason, figures = refusal(self.s, walk.mask, walk.smallest_area, mask, walk.largest_area)
             if reason is None and plane is not None and self.s["signal_valley"] and walk.shrinking and mask.any():
@@ -126,7 +129,7 @@ class _Propagation:
             area, iou = figures["area"], figures["iou"]
             walk.smallest_area = min(walk.smallest_area, area)
             walk.largest_area = max(walk.largest_area, area)
-            self.result.mask[z] = mask
+            self.result.mask[z] = written
             self.result.slices[z] = SliceOutcome(
                 z, "propagated", area, walk.annotation, walk.index, float(seg.score), iou
             )
