@@ -86,7 +86,7 @@ def shape_answer(
         mask = fit_to_signal(mask, plane, level, previous, allowed=allowed)
         fraction = core_fraction(level)
         if fraction is not None and largest and np.count_nonzero(mask) >= CORE_AREA * largest:
-            mask = fit_to_signal(mask, plane, level, previous, allowed=allowed, grow=CORE_REACH, fraction=fraction)
+            mask = signal.grow_along_signal(mask, plane, level, fraction, CORE_REACH, allowed)
         if others is not None:
             mask &= ~others  # filling holes must not take an enclosed neighbour back
     return mask

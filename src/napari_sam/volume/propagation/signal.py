@@ -167,15 +167,32 @@ def fit_to_signal(mask: np.ndarray, plane, level: SignalLevel, seed: np.ndarray 
     cut = ndimage.binary_fill_holes(cut)
     fraction = GROW_FRACTION if fraction is None else fraction
     if reach > 0:
-        if fraction is not None or GROW_LOCAL:
-            smooth = smoothed(np.asarray(plane)[window])
-            fraction = EDGE_FRACTION if fraction is None else fraction
-            top = float(np.median(smooth[cut[window]])) if GROW_LOCAL else level.inside_signal
-            low = level.around_signal + fraction * (top - level.around_signal)
-            inside = smooth >= low if level.bright else smooth <= low
-        if allowed is not None:
-            inside = inside & np.asarray(allowed, dtype=bool)[window]
-        cut[window] = _grown(cut[window], inside, reach)
+        edge = fraction is None and not GROW_LOCAL  # grown to the edge level itself: its pixels are known
+        cut = grow_along_signal(cut, plane, level, fraction, reach, allowed, window=window,
+                                inside=inside if edge else None)
+    return cut
+
+
+def grow_along_signal(cut: np.ndarray, plane, level: SignalLevel, fraction: float | None, reach: int,
+                      allowed: np.ndarray | None = None, *, window=None, inside=None) -> np.ndarray:
+    """``cut`` (a mask already fitted to the signal) grown up to ``reach`` pixels beyond its rim, onto pixels whose
+    smoothed signal lies on the object's side of ``fraction`` of its contrast (None: the edge level), only into
+    ``allowed`` pixels (default: anywhere). ``window``/``inside``: what :func:`fit_to_signal` has computed already."""
+    cut = np.array(cut, dtype=bool)
+    window = window if window is not None else _window(cut, 3 * int(np.ceil(SMOOTHING)) + 1 + reach)
+    if window is None or reach <= 0:
+        return cut
+    if inside is None and fraction is None and not GROW_LOCAL:
+        inside = level.inside(np.asarray(plane)[window])
+    if inside is None:
+        smooth = smoothed(np.asarray(plane)[window])
+        fraction = EDGE_FRACTION if fraction is None else fraction
+        top = float(np.median(smooth[cut[window]])) if GROW_LOCAL else level.inside_signal
+        low = level.around_signal + fraction * (top - level.around_signal)
+        inside = smooth >= low if level.bright else smooth <= low
+    if allowed is not None:
+        inside = inside & np.asarray(allowed, dtype=bool)[window]
+    cut[window] = _grown(cut[window], inside, reach)
     return cut
 
 
