@@ -108,6 +108,7 @@ class AutomaticMaskGenerator:
 
         if progress is not None:
             progress(0, total)
+        floors = (0.0, 0.0) if refilter else s.decode_floors()
         crops = []
         for box, layer in zip(boxes, layers):
             if layer == 0:
@@ -122,8 +123,7 @@ class AutomaticMaskGenerator:
                 crops.append(decode_crop(
                     self.predictor, grids[layer], box, layer, hw, points_per_batch=s.points_per_batch,
                     stability_offset=s.stability_score_offset,
-                    iou_floor=0.0 if refilter else s.decode_floors()[0],
-                    stability_floor=0.0 if refilter else s.decode_floors()[1], on_batch=on_batch,
+                    iou_floor=floors[0], stability_floor=floors[1], on_batch=on_batch,
                     mask_threshold=s.mask_threshold))
             finally:
                 self.predictor.reset_image()
@@ -150,8 +150,8 @@ class AutomaticMaskGenerator:
             raise ValueError(f"{', '.join(changed)} changed since the grid was decoded: decode the grid again "
                              "(only thresholds, NMS, min_mask_region_area and output_mode re-filter)")
         records = []  # in the order Segment Anything keeps them
+        iou_floor, stability_floor = s.decode_floors()
         for crop in decoded.crops:
-            iou_floor, stability_floor = s.decode_floors()
             if iou_floor < crop.iou_floor or stability_floor < crop.stability_floor:
                 raise ValueError(
                     f"this grid was decoded keeping only predicted IoU > {crop.iou_floor} and stability >= "
@@ -190,9 +190,10 @@ def _select_in_crop(crop: CropCandidates, s: AutoSettings) -> list["_Record"]:
     # ... each the pixel majority of its duplicates, if asked ...
     if s.merge_duplicates_iou:
         masks = consensus.merged_masks(crop, kept, passed, s.merge_duplicates_iou)
-    else:
+        records = [_Record(crop, int(i), mask) for i, mask in zip(kept, masks)]
+    else:  # unchanged: their run lengths and boxes stay; the masks only tell what is covered
         masks = [rle.decode(crop.rles[i], crop.image_hw) for i in kept]
-    records = [_Record(crop, int(i), mask) for i, mask in zip(kept, masks)]
+        records = [_Record(crop, int(i)) for i in kept]
     # ... and the gaps that nothing kept covers filled by the best of the candidates that fell short.
     if s.fills_gaps:
         covered = np.zeros(crop.image_hw, dtype=bool)
