@@ -62,7 +62,13 @@ def grow_limit(mask: np.ndarray, z_spacing: float = REFERENCE_Z_SPACING) -> int:
     return int(np.clip(round(0.12 * radius * factor), 1, max(1, round(4 * factor))))
 
 
-def shape_answer(
+def shape_answer(mask: np.ndarray, previous: np.ndarray, **rules) -> np.ndarray:
+    """The model's ``mask`` after the rules above, grown near the widest slice where ``largest`` (the largest
+    cross-section on the walk) is given: the second of :func:`shaped_and_grown`."""
+    return shaped_and_grown(mask, previous, **rules)[1]
+
+
+def shaped_and_grown(
     mask: np.ndarray,
     previous: np.ndarray,
     *,
@@ -72,8 +78,9 @@ def shape_answer(
     others: np.ndarray | None = None,
     z_spacing: float = REFERENCE_Z_SPACING,
     largest: int | None = None,
-) -> np.ndarray:
-    """The model's ``mask`` after the rules above (each only where its information is given)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(shaped, grown)``: the model's ``mask`` after the rules above, and the same grown near the widest slice
+    (``shaped`` itself where it is not grown). The walk follows the first and writes the second, from one fit."""
     mask = np.asarray(mask, dtype=bool)
     allowed = None if others is None else ~others  # where the mask may grow along the signal
     if others is not None:
@@ -82,11 +89,13 @@ def shape_answer(
         reach = ndimage.binary_dilation(previous, iterations=grow_limit(previous, z_spacing))
         mask = mask & reach
         allowed = reach if allowed is None else allowed & reach
+    grown = mask
     if level is not None and plane is not None and mask.any():
-        mask = fit_to_signal(mask, plane, level, previous, allowed=allowed)
+        mask = grown = fit_to_signal(mask, plane, level, previous, allowed=allowed)
         fraction = core_fraction(level)
         if fraction is not None and largest and np.count_nonzero(mask) >= CORE_AREA * largest:
-            mask = signal.grow_along_signal(mask, plane, level, fraction, CORE_REACH, allowed)
+            grown = signal.grow_along_signal(mask, plane, level, fraction, CORE_REACH, allowed)
         if others is not None:
-            mask &= ~others  # filling holes must not take an enclosed neighbour back
-    return mask
+            # filling holes must not take an enclosed neighbour back
+            mask, grown = mask & ~others, grown & ~others
+    return mask, grown

@@ -31,7 +31,7 @@ from ...geometry import mask_iou
 from .annotations import check_annotations
 from .prompting import prompt_from_mask
 from .results import PropagationResult, SliceOutcome, Stop
-from .shaping import SHRINKING_BELOW, shape_answer
+from .shaping import SHRINKING_BELOW, shaped_and_grown
 from .signal import calibrate
 from .slices import SliceSegmenter, check_answer
 from .stopping import DEFAULT_IOU_THRESHOLD, DEFAULT_VANISH_FRACTION, check_settings, refusal
@@ -115,10 +115,9 @@ class _Propagation:
             plane = self.segmenter.slice_image(z) if walk.level is not None else None
             shaping = dict(plane=plane, level=walk.level, shrinking=self.s["shrink"] and walk.shrinking,
                            others=None if others is None else others > 0, z_spacing=self.s["z_spacing"])
-            answer, mask = mask, shape_answer(mask, walk.mask, **shaping)
             # Written: the mask grown near the widest slice (shaping.CORE_BELOW_STEEPEST). The walk follows and
             # judges the mask without that growth, so it never compounds from slice to slice.
-            written = mask if plane is None else shape_answer(answer, walk.mask, largest=walk.largest_area, **shaping)
+            mask, written = shaped_and_grown(mask, walk.mask, largest=walk.largest_area, **shaping)
             # Go on, or end the walk: vanished, jumped, grown again, its signal rising again.
             reason, figures = refusal(self.s, walk.mask, walk.smallest_area, mask, walk.largest_area)
             if reason is None and plane is not None and self.s["signal_valley"] and walk.shrinking and mask.any():
