@@ -1,6 +1,7 @@
 """Diagnostics (not a benchmark): where each nucleus' 3D IoU loss comes from after Propagate all, and the ceiling.
 
     python _diag_decompose.py CACHE ['{options}'] [--patch CODE] [--bound] [--levels -2,-1,0,1,2]
+                              [--held-out | --seeds 7,3,11]
 
 For every nucleus of bench_propagation.py's stacks (one click on its largest slice, the benchmark's "score"
 user), the voxels wrong after Propagate all are split into shares of 1 - IoU (each over the union of truth and
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _propagation_cases import Case, Timer, all_at_once
+from _propagation_cases import Case, Timer, all_at_once, seeds_from
 from napari_sam.geometry import interior_point, mask_box
 from napari_sam.model import SamPredictor, load_model
 from napari_sam.volume.propagation.signal import calibrate, fit_to_signal, smoothed
@@ -109,6 +110,7 @@ def signal_bounds(case: Case, oid: int, level) -> dict:
 
 def main() -> None:
     args = sys.argv[1:]
+    seeds = seeds_from(args)  # the tuning stacks unless --held-out or --seeds
     patch, levels, with_bound = "", [0.0], "--bound" in args
     if with_bound:
         args.remove("--bound")
@@ -120,25 +122,25 @@ def main() -> None:
     torch.set_num_threads(2)
     exec(patch or "pass")
     predictor = SamPredictor(load_model("demo", device="cpu"), device="cpu")
-    cases = [Case(predictor, s, Path(args[0]) / "demo") for s in (7, 3, 11)]
+    cases = [Case(predictor, s, Path(args[0]) / "demo") for s in seeds]
     rows = []
     for case in cases:
         found, labels = all_at_once(case, Timer(), **options)
         for oid in case.ids:
             row = decompose(case.truth, oid, labels == oid)
-            row.update(seed=case.seed, oid=oid, size=int((case.truth == oid).sum()))
+            row.update(seed=case.seed, oid=oid, size=int((case.truth == oid).sum()), click=case.iou2d(oid))
             if with_bound:
                 row.update(bound(predictor, case, oid, levels))
             rows.append(row)
     rows.sort(key=lambda r: r["iou"])
     extra_cols = ([f"t{level:+g}" for level in levels] + ["best", "fit", "sig", "sigbest", "sigf"]) if with_bound else []
-    print(f"{'nucleus':>9s} {'voxels':>6s} {'iou':>5s} " + " ".join(f"{p:>5s}" for p in PARTS)
+    print(f"{'nucleus':>9s} {'voxels':>6s} {'click':>5s} {'iou':>5s} " + " ".join(f"{p:>5s}" for p in PARTS)
           + f" {'dr px':>6s} {'z true/found':>13s} " + " ".join(f"{c:>5s}" for c in extra_cols))
     for r in rows:
-        print(f"s{r['seed']:>2d} #{r['oid']:<4d} {r['size']:6d} {r['iou']:.3f} " + " ".join(f"{r[p]:.3f}" for p in PARTS)
+        print(f"s{r['seed']:>2d} #{r['oid']:<4d} {r['size']:6d} {r['click']:.3f} {r['iou']:.3f} " + " ".join(f"{r[p]:.3f}" for p in PARTS)
               + f" {r['dr']:+6.2f} {r['z']:>13s} " + " ".join(f"{r[c]:.3f}" for c in extra_cols))
     n = len(rows)
-    groups = {"all": rows, "middle half (ranks 12-33)": rows[n // 4: n - n // 4], "worst quarter": rows[: n // 4],
+    groups = {"all": rows, f"middle half (ranks {n // 4}-{n - n // 4 - 1})": rows[n // 4: n - n // 4], "worst quarter": rows[: n // 4],
               "best quarter": rows[n - n // 4:]}
     print("\nmean share of 1 - IoU per group (and mean IoU, mean dr):")
     for name, group in groups.items():

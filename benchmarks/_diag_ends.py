@@ -1,6 +1,10 @@
 """Diagnostics (not a benchmark): Propagate all on bench_propagation's stacks for several variants in one process.
 
     python _diag_ends.py CACHE 'name|{options}|patch' ... [--show N] [--user score|closest|closest+1]
+                         [--held-out | --seeds 7,3,11]
+
+The stacks are _propagation_cases.TUNING_SEEDS by default; ``--held-out`` runs on HELD_OUT_SEEDS, the stacks
+kept for confirming a change chosen on the tuning ones (never for choosing it).
 
 Per variant: mean / median / min 3D IoU; with --show N the N worst nuclei with their true and found z ends, the
 walk's stops, and true/found areas per slice. ``patch`` is Python run before the variant (and undone by the next
@@ -9,7 +13,7 @@ variant's patch: give each variant its full settings).
 import sys
 from pathlib import Path
 import numpy as np, torch
-from _propagation_cases import Case, Timer, all_at_once
+from _propagation_cases import Case, Timer, all_at_once, seeds_from
 from napari_sam.model import SamPredictor, load_model
 from napari_sam.volume.propagation.signal import calibrate
 
@@ -21,8 +25,9 @@ if "--show" in args:
 user = "score"  # how the simulated user makes the clicked slice's mask (_propagation_cases.Case)
 if "--user" in args:
     user = args[args.index("--user") + 1]; del args[args.index("--user"):args.index("--user") + 2]
+seeds = seeds_from(args)
 predictor = SamPredictor(load_model("demo", device="cpu"), device="cpu")
-cases = [Case(predictor, s, Path(args[0]) / "demo", user=user) for s in (7, 3, 11)]
+cases = [Case(predictor, s, Path(args[0]) / "demo", user=user) for s in seeds]
 for spec in args[1:]:
     name, opts, patch = (spec.split("|") + ["", ""])[:3]
     exec(patch or "pass")
@@ -41,7 +46,7 @@ for spec in args[1:]:
             rows.append((iou, case.seed, oid, tz[0], tz[-1], fz[0] if fz.size else -1, fz[-1] if fz.size else -1, stops,
                          " ".join(f"{z}:{ta[z]}/{fa[z]}{strength(z)}" for z in range(max(0, tz[0] - 2), min(len(ta), tz[-1] + 3)))))
     vals = np.array([r[0] for r in rows])
-    print(f"{name:30s} mean {vals.mean():.3f} median {np.median(vals):.3f} min {vals.min():.3f} <0.5 {(vals < 0.5).sum()} "
+    print(f"{name:30s} seeds {','.join(map(str, seeds))} mean {vals.mean():.3f} median {np.median(vals):.3f} min {vals.min():.3f} <0.5 {(vals < 0.5).sum()} "
           f"ms/slice {timer.ms_per_slice:.1f}", flush=True)
     print("  deciles " + " ".join(f"{q:.2f}" for q in np.quantile(vals, np.linspace(0, 1, 11))), flush=True)
     for r in sorted(rows)[:show]:

@@ -20,7 +20,11 @@ corrections until the 3D IoU is >= 0.9 (NoC@90), and the time per slice
 against the baseline measured here. Last, "Propagate all" on stacks whose slices are 4 pixel widths apart,
 without and with ``z_spacing=4`` (what the Volume dock passes from the image's scale).
 
-    python benchmarks/bench_propagation.py [--seeds 7 3 11] [--threads 2] [--skip-speed] [--skip-quality]
+The quality part runs on the tuning stacks (seeds 7 3 11, _propagation_cases.TUNING_SEEDS: the walk's constants
+were chosen on them) unless ``--held-out`` runs it on HELD_OUT_SEEDS (101 102 103 104), stacks never used for
+choosing a constant, where a change chosen on the tuning stacks has to hold up; ``--seeds`` names others.
+
+    python benchmarks/bench_propagation.py [--seeds 7 3 11 | --held-out] [--threads 2] [--skip-speed] [--skip-quality]
 """
 
 import argparse
@@ -225,9 +229,16 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["vit_t", "vit_b"])
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[7, 3, 11])
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="the stacks (default: the tuning seeds)")
+    parser.add_argument("--held-out", action="store_true",
+                        help="the quality part on the held-out stacks, never used for choosing a constant")
     parser.add_argument("--cache", type=Path, default=None, help="keep the embeddings in this folder between runs")
     args = parser.parse_args()
+    from _propagation_cases import HELD_OUT_SEEDS, TUNING_SEEDS
+
+    if args.held_out and args.seeds:
+        parser.error("--held-out and --seeds name the stacks twice")
+    seeds = list(HELD_OUT_SEEDS if args.held_out else args.seeds or TUNING_SEEDS)
     torch.set_num_threads(args.threads or 2)
     print(cpu_summary())
     print(f"{torch.get_num_threads()} torch threads, load average {load_average()}")
@@ -237,7 +248,7 @@ def main() -> None:
             for model_type in args.models:
                 speed(model_type, args.slices, args.size, folder)
         if not args.skip_quality:
-            quality(folder, args.seeds)
+            quality(folder, seeds)
 
 
 if __name__ == "__main__":
