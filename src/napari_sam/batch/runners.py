@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .inputs import Input
 from .job import JobSpec, Result, segment_input
 
+MEMORY_EVENT_WAIT_S = 3.0  # how long the cause of a worker's death is waited for (see _ran_out_of_memory)
 RETRIES = 2  # a task that raised is tried this many more times (a worker's death counts separately)
 
 
@@ -216,14 +218,20 @@ def _ran_out_of_memory(client, error) -> int:
     """
     if client is None:
         return 0
-    try:
-        events = client.get_events("worker-restart-memory")
-    except Exception:  # an older scheduler, or one that went away: say what is certain
-        return 0
     last = getattr(error, "last_worker", None)
     address = getattr(last, "address", last)
-    used = {e.get("worker"): int(e.get("rss") or 1) for _, e in events if isinstance(e, dict)}
-    return used.get(address, 0)
+    # The nanny's event travels to the scheduler apart from the news of the worker's death, and on a busy machine
+    # it can arrive after it: wait for it a little before saying the cause is unknown.
+    deadline = time.monotonic() + MEMORY_EVENT_WAIT_S
+    while True:
+        try:
+            events = client.get_events("worker-restart-memory")
+        except Exception:  # an older scheduler, or one that went away: say what is certain
+            return 0
+        used = {e.get("worker"): int(e.get("rss") or 1) for _, e in events if isinstance(e, dict)}
+        if address is None or address in used or time.monotonic() > deadline:
+            return used.get(address, 0)
+        time.sleep(0.1)
 
 
 def _limit_of(client) -> float:
