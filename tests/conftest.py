@@ -13,7 +13,7 @@ def _no_speed_measurement(tmp_path_factory):
     """precision "auto" on the CPU times matrix products on first use and caches the rates in the
     user's cache folder: in tests it gets fixed rates (bf16 fast where the CPU has native bf16, int8 too
     little faster than float32 to be picked: "auto" as before int8 existed) and a cache folder of its own, so no test times anything or writes to the user's cache."""
-    from napari_sam.model import precision_choice
+    from napari_sam.model import attention_choice, precision_choice
     from napari_sam.model.device import cpu_has_fast_bf16
 
     def fixed_rates():
@@ -23,4 +23,7 @@ def _no_speed_measurement(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(precision_choice, "measure_speeds", fixed_rates)
         patch.setattr(precision_choice, "_cache_path", lambda: cache)
+        # bf16 global attention measured faster in bf16 (as on an AMX CPU): the encoder as before the choice existed.
+        patch.setattr(attention_choice, "measure_global_attention", lambda: {"bf16": 1.0, "fp32": 2.0})
+        patch.setattr(attention_choice, "_cache_path", lambda: cache.with_name("attention_speed.json"))
         yield

@@ -47,6 +47,10 @@ def relative_position_table(rel_pos: torch.Tensor, size: int) -> torch.Tensor:
 class Attention(nn.Module):
     """Multi-head self-attention over a (B, H, W, C) token grid."""
 
+    #: In bf16 on the CPU, compute attention over more than _SDPA_MAX_TOKENS_CPU_BF16 tokens (the global
+    #: blocks) in float32: faster on CPUs without AMX (set per machine, see attention_choice.py).
+    float32_global_attention = False
+
     def __init__(self, dim: int, num_heads: int, input_size: tuple[int, int], use_rel_pos: bool = True) -> None:
         super().__init__()
         if dim % num_heads:
@@ -113,6 +117,9 @@ class Attention(nn.Module):
         rows at a time.
         """
         B, heads, N, hd = q.shape
+        if (self.float32_global_attention and q.dtype == torch.bfloat16 and q.device.type == "cpu"
+                and N > _SDPA_MAX_TOKENS_CPU_BF16 and not torch.is_grad_enabled()):
+            return self._attend_with_rel_pos(q.float(), k.float(), v.float(), H, W).to(q.dtype)
         table_h, table_w = self._tables(H, W, q.dtype)  # (H, H, hd), (W, W, hd)
         grid = q.reshape(B, heads, H, W, hd)
         bias_h = torch.einsum("bnhwc,hkc->bnhwk", grid, table_h).reshape(B, heads, N, H, 1)

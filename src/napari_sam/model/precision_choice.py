@@ -124,7 +124,16 @@ def cached_speeds(measure=measure_speeds, path: Path | None = None) -> dict:
     Returns ``{"speeds": {...}, "measured": ISO date}``. An unreadable or
     foreign cache is never trusted: the machine is measured again.
     """
-    path = _cache_path() if path is None else Path(path)
+    return cached_measurement(_cache_path() if path is None else Path(path), measure, _valid_entry,
+                              "the speed measurement")
+
+
+def cached_measurement(path: Path, measure, valid, what: str) -> dict:
+    """``{"speeds": measure(), "measured": date}`` for this machine (:func:`machine_key`), kept in ``path``.
+
+    One file holds an entry per machine (a home folder shared by the nodes of
+    a cluster); ``valid(entry)`` says whether a stored entry can be trusted.
+    """
     key = machine_key()
     machines = {}
     try:
@@ -134,13 +143,13 @@ def cached_speeds(measure=measure_speeds, path: Path | None = None) -> dict:
     except FileNotFoundError:
         pass
     except (OSError, ValueError) as err:
-        logger.info("ignoring the unreadable machine-speed cache %s (%s); measuring again", path, err)
+        logger.info("ignoring the unreadable cache %s (%s); measuring again", path, err)
     entry = machines.get(key)
-    if _valid_entry(entry):
+    if valid(entry):
         return entry
     entry = {"speeds": measure(), "measured": datetime.date.today().isoformat()}
-    if not _valid_entry(entry):
-        raise RuntimeError(f"the speed measurement returned {entry['speeds']!r}, not rates for fp32 and bf16")
+    if not valid(entry):
+        raise RuntimeError(f"{what} returned {entry['speeds']!r}, not what was expected")
     machines[key] = entry
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +157,7 @@ def cached_speeds(measure=measure_speeds, path: Path | None = None) -> dict:
         tmp.write_text(json.dumps({"version": _CACHE_VERSION, "machines": machines}, indent=1))
         os.replace(tmp, path)
     except OSError as err:  # a read-only home: measure again next time, but work now
-        logger.info("could not store the machine-speed measurement in %s: %s", path, err)
+        logger.info("could not store the measurement in %s: %s", path, err)
     return entry
 
 

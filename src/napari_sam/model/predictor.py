@@ -16,6 +16,7 @@ import copy
 import numpy as np
 import torch
 
+from .attention_choice import float32_global_attention_pays, use_float32_global_attention
 from .device import pick_device
 from .embedding import ImageEmbedding
 from .foreground import gate_of
@@ -47,6 +48,10 @@ class SamPredictor:
             self._encoder = int8_copy(self.model.image_encoder)
         else:
             self._encoder = self._low_precision_copy(self.model.image_encoder, self.encoder_dtype)
+        if choice.precision == "bf16" and self.device.type == "cpu" and encoder_kind(self.model) == "ImageEncoderViT":
+            # Without AMX the fused bf16 kernel is slower than float32 on the global blocks (measured once).
+            if float32_global_attention_pays():
+                use_float32_global_attention(self._encoder)
         # The mask decoder follows the encoder's precision in bf16 (1.6x faster
         # per click on an AVX512-BF16 CPU) and stays float32 under int8 (its
         # attention reads the weights folded into other products, and a click
