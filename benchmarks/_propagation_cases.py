@@ -9,12 +9,13 @@ from scipy import ndimage
 
 from napari_sam.commit import apply_change
 from napari_sam.geometry import interior_point, mask_iou
+from napari_sam.prompts import choose_candidate
 from napari_sam.synthetic import make_nuclei_3d
 from napari_sam.volume import EmbeddingStore, StackEmbeddings, embed_stack
 from napari_sam.volume.propagate import SamSliceSegmenter, correct, propagate, propagate_objects
 
 
-USERS = ("score", "closest", "closest+1")
+USERS = ("score", "compact", "closest", "closest+1")
 # The stacks the walk's constants were chosen on, and a second set never used for choosing anything: a change is
 # measured on TUNING_SEEDS and then confirmed on HELD_OUT_SEEDS (bench_propagation.py --held-out, the diagnostics'
 # --held-out), so a gain that only fits the first 44 nuclei shows.
@@ -43,6 +44,8 @@ class Case:
 
     * ``"score"`` (the benchmark's protocol): one click at the nucleus' most interior point, and the
       candidate of the three with the best predicted IoU is committed, unseen;
+    * ``"compact"``: the same click, and the candidate the plugin shows first with its ``"compact"`` choice
+      (napari_sam.prompts.choose_candidate: not one far larger than the smallest) is committed, unseen;
     * ``"closest"``: the same click, and the user commits the candidate that looks right: of the three,
       the one closest to the truth (IoU);
     * ``"closest+1"``: as ``"closest"``, then, if that slice's IoU is below 0.9, one more click (Edit /
@@ -76,8 +79,8 @@ class Case:
             self.clicks[oid] = (z, masks[best], low[best: best + 1])
 
     def _choose(self, masks, scores, truth) -> int:
-        if self.user == "score":
-            return int(np.argmax(scores))
+        if self.user in ("score", "compact"):
+            return choose_candidate(masks, scores, self.user)
         return int(np.argmax([mask_iou(m, truth) for m in masks]))
 
     def iou2d(self, oid: int) -> float:

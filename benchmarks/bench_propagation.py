@@ -186,7 +186,8 @@ def quality(folder: Path, seeds) -> None:
 
 def users(predictor, folder: Path, seeds) -> None:
     """Propagate all (default) when the simulated user makes the clicked slice's mask otherwise
-    (_propagation_cases.Case: "score" is the protocol above; "closest" commits the candidate of the three
+    (_propagation_cases.Case: "score" is the protocol above; "compact" commits the candidate the plugin shows first
+    with its opt-in "compact" choice (napari_sam.prompts.choose_candidate); "closest" commits the candidate of the three
     closest to the truth, as a user picks the one that looks right; "closest+1" adds one refining click)."""
     from _propagation_cases import USERS, Case, Timer, all_at_once
 

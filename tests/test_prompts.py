@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_sam.prompts import Candidates, Prompt, PromptBook, mask_to_logits
+from napari_sam.prompts import Candidates, Prompt, PromptBook, choose_candidate, mask_to_logits
 
 
 def result(k=3, hw=(8, 8), low=(4, 4), iou=(0.5, 0.9, 0.7), fill=0.0):
@@ -143,3 +143,45 @@ def test_forget_results_keeps_prompts_and_edit_but_drops_logits():
     assert obj.candidates is None and obj.feedback is None and obj.prompt.points.shape == (2, 2)
     assert book.get((4,)).edit_id == 3
     assert book.update((), obj.prompt, force=True).mask_input is None
+
+
+def _discs(*areas_and_scores):
+    """Candidates as nested squares of the given pixel counts (rounded to squares) with their scores."""
+    masks = []
+    for side, _ in areas_and_scores:
+        m = np.zeros((40, 40), bool)
+        m[:side, :side] = True
+        masks.append(m)
+    return np.stack(masks), np.array([s for _, s in areas_and_scores])
+
+
+def test_compact_choice_passes_over_a_best_scored_candidate_far_larger_than_the_smallest():
+    # a small nucleus (10 x 10) and the cluster with its neighbours (20 x 20, 4x the area) scored highest
+    masks, scores = _discs((20, 0.55), (10, 0.40), (19, 0.60))
+    assert choose_candidate(masks, scores, "score") == 2
+    assert choose_candidate(masks, scores, "compact") == 1
+
+
+def test_compact_choice_keeps_the_best_score_among_candidates_of_similar_size():
+    masks, scores = _discs((12, 0.80), (11, 0.70), (12, 0.90))  # within 1.6x of the smallest: SAM's choice
+    assert choose_candidate(masks, scores, "compact") == 2
+    masks, scores = _discs((20, 0.9), (10, 0.5), (12, 0.7))  # 144 px <= 1.6 x 100 px: the better of the two small
+    assert choose_candidate(masks, scores, "compact") == 2
+
+
+def test_compact_choice_ignores_empty_candidates_and_rejects_unknown_choices():
+    masks, scores = _discs((20, 0.9), (0, 0.3), (18, 0.5))
+    assert choose_candidate(masks, scores, "compact") == 0  # the empty one is no size to compare with
+    with pytest.raises(ValueError, match="choice must be one of"):
+        choose_candidate(masks, scores, "smallest")
+    with pytest.raises(ValueError, match="choice must be one of"):
+        PromptBook(choice="smallest")
+
+
+def test_prompt_book_with_the_compact_choice_selects_that_candidate_first():
+    masks, scores = _discs((20, 0.55), (10, 0.40), (19, 0.60))
+    low = np.zeros((3, 4, 4), np.float32)
+    for choice, expected in (("score", 2), ("compact", 1)):
+        book = PromptBook(choice=choice)
+        req = book.update((), Prompt.make([[3, 4]], [1]))
+        assert book.set_result(req, masks, scores, low).selected == expected

@@ -84,6 +84,32 @@ def _same_box(a, b) -> bool:
     return np.array_equal(a, b)
 
 
+# How the candidate shown first is chosen ("choice" of PromptBook): "score" is Segment Anything's (the highest
+# predicted IoU); "compact" passes over a candidate more than COMPACT_AREA_RATIO times the area of the smallest one
+# the click gave, for the best-scored of those no larger. On small nuclei touching brighter ones the demo model
+# scores the mask of the whole cluster highest (3-4x the nucleus, the click slice's IoU 0.28-0.66). Chosen on
+# clicks of generated nuclei stacks, the tuning seeds 7 3 11 (no click changes at any ratio from 1.4 to 3) and
+# seeds 21-26 (84 nuclei: clicks below IoU 0.7 7 -> 2 at 1.6, none worse by 0.02; 1.4 7 -> 1 with one worse;
+# 1.8 7 -> 4); a soft penalty on the area instead made more clicks worse than better. Opt-in: on natural images
+# a click's whole object is often far larger than its parts, and there SAM's choice is the one wanted.
+CANDIDATE_CHOICES = ("score", "compact")
+COMPACT_AREA_RATIO = 1.6
+
+
+def choose_candidate(masks, scores, choice: str = "score") -> int:
+    """The index of the candidate shown first among ``masks`` [K, H, W] with predicted IoU ``scores`` [K]."""
+    if choice not in CANDIDATE_CHOICES:
+        raise ValueError(f"choice must be one of {CANDIDATE_CHOICES}, got {choice!r}")
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if choice == "score" or scores.size < 2:
+        return int(np.argmax(scores))
+    areas = np.asarray(masks, dtype=bool).reshape(scores.size, -1).sum(axis=1)
+    if areas.min() == 0:  # an empty candidate says nothing about the object's size
+        areas = np.where(areas == 0, areas.max(), areas)
+    fits = areas <= COMPACT_AREA_RATIO * areas.min()
+    return int(np.argmax(np.where(fits, scores, -np.inf)))
+
+
 @dataclass
 class Candidates:
     """One decoder result: masks [K, H, W] bool, predicted IoU [K], low-res logits [K, h, w].
@@ -188,9 +214,15 @@ def _key(slice_index) -> tuple[int, ...]:
 
 
 class PromptBook:
-    """The objects being annotated, one per slice, and their decoder results."""
+    """The objects being annotated, one per slice, and their decoder results.
 
-    def __init__(self) -> None:
+    ``choice``: how a new result's candidate shown first is chosen (see :func:`choose_candidate`).
+    """
+
+    def __init__(self, choice: str = "score") -> None:
+        if choice not in CANDIDATE_CHOICES:
+            raise ValueError(f"choice must be one of {CANDIDATE_CHOICES}, got {choice!r}")
+        self.choice = choice
         self._slices: dict[tuple[int, ...], SliceObject] = {}
 
     def __contains__(self, slice_index) -> bool:
@@ -229,7 +261,8 @@ class PromptBook:
     def set_result(self, request: DecodeRequest, masks, iou, low_res, offset=None) -> Candidates | None:
         """Store a decoder result for ``request``; None when the slice's prompt moved on since.
 
-        The best candidate (highest predicted IoU) is selected. ``offset``:
+        The candidate :func:`choose_candidate` gives for the book's ``choice`` is selected (by default the
+        highest predicted IoU). ``offset``:
         where cropped masks lie in the plane (see :class:`Candidates`).
         """
         obj = self.get(request.slice_index)
@@ -238,7 +271,7 @@ class PromptBook:
             return None
         cands = Candidates(masks, iou, low_res,
                            offset=None if offset is None else (int(offset[0]), int(offset[1])))
-        cands.select(cands.best)
+        cands.select(choose_candidate(cands.masks, cands.iou, self.choice))
         obj.candidates = cands
         return cands
 

@@ -216,3 +216,25 @@ def test_tiny_random_model_runs_end_to_end(tmp_path):
     emb = StackEmbeddings(predictor, img, EmbeddingStore(tmp_path))
     agreement = propagate(SamSliceSegmenter(emb, pick="agreement"), {2: annotation}, iou_threshold=0.0)
     assert agreement.mask.shape == img.shape
+
+
+def test_a_regrowth_before_the_widest_slice_can_be_clipped_to_the_previous_mask_instead_of_ending_the_walk(monkeypatch):
+    # A small nucleus touching a big one: on every slice but the clicked one the model sees them as one blob,
+    # twice the clicked mask at once. Before the walk has passed its widest slice that is the neighbour bleeding
+    # in, not a slide into an object stacked along z: with walk.REGROWTH_CLIP the answer is kept within reach of
+    # the mask before; by default (off) the walk ends there.
+    from napari_sam.volume.propagation import walk
+
+    zz, ys, xs = np.mgrid[0:16, 0:48, 0:64]
+    small = ((zz - 8) / 5.0) ** 2 + ((ys - 24) / 6.0) ** 2 + ((xs - 20) / 6.0) ** 2 <= 1
+    big = (((ys - 24) / 12.0) ** 2 + ((xs - 38) / 12.0) ** 2 <= 1) & ~small
+    seen = np.where(small | big, 1, 0)
+    seen[8][big[8]] = 2
+    iou = lambda a, b: (a & b).sum() / (a | b).sum()  # noqa: E731
+    stopped = propagate(OracleSegmenter(seen), {8: small[8]}, max_regrowth=1.0)
+    assert [s.reason for s in stopped.stops] == ["regrowth", "regrowth"]
+    assert np.flatnonzero(stopped.mask.any(axis=(1, 2))).tolist() == [8]
+    monkeypatch.setattr(walk, "REGROWTH_CLIP", True)
+    result = propagate(OracleSegmenter(seen), {8: small[8]}, max_regrowth=1.0)
+    assert iou(result.mask[7], small[7]) > 0.8 and iou(result.mask[9], small[9]) > 0.8
+    assert iou(result.mask, small) > 0.6

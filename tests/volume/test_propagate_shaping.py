@@ -141,3 +141,23 @@ def test_the_walk_follows_the_masks_before_growth_so_it_does_not_compound_from_s
     assert grown.sum() > small.sum()
     for z in range(1, 6):  # each slice grown once from the walk's own mask, never again from the grown one
         assert np.array_equal(result.mask[z], grown), z
+
+
+def test_a_small_nucleus_annotated_too_wide_gets_its_edge_level_raised_toward_its_steepest_level():
+    # a small blurred nucleus whose annotation reaches 2 px beyond it: the median inside is dragged down by the rim,
+    # so 0.4 of the contrast lies far out; the steepest level (high here) less EDGE_BELOW_STEEPEST cuts nearer
+    nucleus = disk(24, 30, 6)
+    plane = ndimage.gaussian_filter(nucleus * 1000.0 + 100, 1.5)
+    level = calibrate(plane, disk(24, 30, 8))
+    fraction = (level.level - level.around_signal) / (level.inside_signal - level.around_signal)
+    assert level.steepest_fraction > 0.55
+    assert abs(fraction - (level.steepest_fraction - signal.EDGE_BELOW_STEEPEST)) < 1e-6
+    iou = lambda m: (m & nucleus).sum() / (m | nucleus).sum()  # noqa: E731
+    flat = level.around_signal + signal.EDGE_FRACTION * (level.inside_signal - level.around_signal)
+    assert iou(level.inside(plane)) > iou(ndimage.gaussian_filter(plane, 1.0) >= flat) + 0.05
+    # a large nucleus annotated well keeps the edge at EDGE_FRACTION: its steepest level lies near it
+    big = disk(24, 30, 12)
+    plane = ndimage.gaussian_filter(big * 1000.0 + 100, 1.0)
+    level = calibrate(plane, big)
+    fraction = (level.level - level.around_signal) / (level.inside_signal - level.around_signal)
+    assert abs(fraction - signal.EDGE_FRACTION) < 1e-6
