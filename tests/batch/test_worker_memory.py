@@ -30,3 +30,30 @@ def test_a_worker_killed_for_memory_fails_only_its_file_with_the_reason(tmp_path
     assert "ran out of memory and was restarted by dask" in line and "GB of its 1 GB memory limit" in line
     assert "use fewer --workers" in line and "--tile" in line
     assert all((out / f"{n}.labels.tif").exists() for n in "acd") and not (out / "big.labels.tif").exists()
+
+
+def test_a_memory_restart_reported_after_the_worker_died_is_still_named(monkeypatch):
+    """The nanny's event can reach the scheduler after the news of the death (a busy machine): it is waited for."""
+    from dask.distributed import KilledWorker
+
+    from napari_sam.batch import runners
+    from napari_sam.batch.inputs import Input
+
+    class Gone:
+        status = "error"
+
+        def exception(self):
+            return KilledWorker("big-1f2e3d4c", "tcp://127.0.0.1:40000", allowed_failures=1)
+
+    class LateClient:
+        calls = 0
+
+        def get_events(self, topic):
+            LateClient.calls += 1
+            late = [(0.0, {"worker": "tcp://127.0.0.1:40000", "rss": 1_500_000_000})]
+            return late if LateClient.calls >= 3 else []
+
+    monkeypatch.setattr(runners, "MEMORY_EVENT_WAIT_S", 2.0)
+    reason = runners._result_of(Gone(), Input("big.tif", "big", "tiff"), LateClient(), 1e9).reason
+    assert "ran out of memory and was restarted by dask" in reason and LateClient.calls == 3
+    assert "1.5 GB of its 1 GB memory limit" in reason
