@@ -56,6 +56,7 @@ def test_finished_inputs_are_skipped_and_half_written_ones_are_not_finished(inpu
     (["--model", "no_such_model"], "neither a known model"),
     (["--nms-score", "area"], "nms_score must be one of predicted_iou, stability_score"),
     (["--gap-fill-iou-thresh", "2"], "gap_fill_iou_thresh must lie in [0, 1]"),
+    (["--nms-convexity", "-1"], "nms_convexity must lie in [0, 100]"),
 ])
 def test_bad_settings_end_in_one_line(inputs, tmp_path, capsys, extra, message):
     assert main(["segment", str(inputs[0]), "--out", str(tmp_path / "o"), *FAST, *extra]) == 2

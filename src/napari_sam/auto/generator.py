@@ -31,7 +31,7 @@ import numpy as np
 from ..model.embedding import ImageEmbedding
 from ..model.image import check_image, to_uint8_rgb
 from ..progress import CancelCheck, ProgressCallback
-from . import consensus, rle
+from . import consensus, convexity, rle
 from .decode import CropCandidates, SegmentationCancelled, decode_crop, mask_box_inclusive
 from .grid import crop_boxes, layer_point_grids
 from .nms import box_nms
@@ -184,7 +184,11 @@ def _select_in_crop(crop: CropCandidates, s: AutoSettings) -> list["_Record"]:
     passed = np.flatnonzero(ok)
     # ... without duplicates inside the crop (of two, the one with the better score) ...
     score = crop.iou if s.nms_score == "predicted_iou" else crop.stability
-    kept = passed[box_nms(crop.boxes[passed], score[passed], s.box_nms_thresh)]
+    ranked = score[passed]
+    if s.nms_convexity:
+        # a mask with a notch (two touching nuclei) ranks below a convex one of similar score
+        ranked = ranked - s.nms_convexity * (1.0 - convexity.solidities(crop, passed))
+    kept = passed[box_nms(crop.boxes[passed], ranked, s.box_nms_thresh)]
     if not s.merge_duplicates_iou and not s.fills_gaps:
         return [_Record(crop, int(i)) for i in kept]
     # ... each the pixel majority of its duplicates, if asked ...

@@ -20,9 +20,12 @@ OUTPUT_MODES = ("binary_mask", "uncompressed_rle")
 MAX_POINTS_PER_SIDE = 1024
 #: Logits of the mask decoder seldom leave +-20; a mask threshold beyond this is surely a typo.
 MAX_LOGIT = 100.0
+#: Scores (predicted IoU, stability) lie in [0, 1]: a convexity weight beyond this is surely a typo.
+MAX_CONVEXITY = 100.0
 #: Settings that only select among decoded candidates.
 FILTER_SETTINGS = ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "crop_nms_thresh",
-                   "min_mask_region_area", "output_mode", "nms_score", "merge_duplicates_iou", "gap_fill_iou_thresh")
+                   "min_mask_region_area", "output_mode", "nms_score", "merge_duplicates_iou", "gap_fill_iou_thresh",
+                   "nms_convexity")
 #: What box NMS keeps the best of: Segment Anything's predicted IoU, or the stability score.
 NMS_SCORES = ("predicted_iou", "stability_score")
 
@@ -46,6 +49,7 @@ class AutoSettings:
     merge_duplicates_iou: float = 0.0  # > 0: each kept mask is the pixel majority of its duplicates
     gap_fill_iou_thresh: float = 0.0  # > 0: candidates above this predicted IoU fill what nothing covers
     mask_threshold: float = 0.0  # logits above it are the object (SAM's predictor has 0); needs decoding again
+    nms_convexity: float = 0.0  # > 0: NMS score less this times (1 - solidity): convex masks win (auto/convexity.py)
 
     @property
     def fills_gaps(self) -> bool:
@@ -69,6 +73,7 @@ class AutoSettings:
         _number("crop_overlap_ratio", self.crop_overlap_ratio, 0.0, 1.0, high_open=True)
         _number("stability_score_offset", self.stability_score_offset, 0.0, 1e6, low_open=True)
         _number("mask_threshold", self.mask_threshold, -MAX_LOGIT, MAX_LOGIT)
+        _number("nms_convexity", self.nms_convexity, 0.0, MAX_CONVEXITY)
         if self.output_mode not in OUTPUT_MODES:
             raise ValueError(f"output_mode must be one of {', '.join(OUTPUT_MODES)}, got {self.output_mode!r} "
                              "(coco_rle needs pycocotools: encode the uncompressed RLE with it)")

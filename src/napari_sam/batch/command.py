@@ -27,7 +27,8 @@ SETTINGS = [("points_per_side", int), ("points_per_batch", int), ("pred_iou_thre
             ("stability_score_thresh", float), ("stability_score_offset", float), ("box_nms_thresh", float),
             ("crop_n_layers", int), ("crop_nms_thresh", float), ("crop_overlap_ratio", float),
             ("crop_n_points_downscale_factor", int), ("min_mask_region_area", int), ("nms_score", str),
-            ("merge_duplicates_iou", float), ("gap_fill_iou_thresh", float), ("mask_threshold", float)]
+            ("merge_duplicates_iou", float), ("gap_fill_iou_thresh", float), ("mask_threshold", float),
+            ("nms_convexity", float)]
 
 
 def add_segment_command(subparsers) -> argparse.ArgumentParser:
