@@ -87,6 +87,7 @@ def test_a_bf16_predictor_takes_the_measured_way_and_leaves_the_model_alone(monk
     predictor = SamPredictor(model, device="cpu", precision="bf16")
     flags = [m.float32_global_attention for m in predictor._encoder.modules() if isinstance(m, Attention)]
     assert flags and all(f is pays for f in flags)
+    assert ("global attention in float32" in predictor.precision_reason) is pays
     assert not any(m.float32_global_attention for m in model.image_encoder.modules() if isinstance(m, Attention))
     fp32 = SamPredictor(model, device="cpu", precision="fp32")
     assert not any(m.float32_global_attention for m in fp32._encoder.modules() if isinstance(m, Attention))

@@ -52,6 +52,7 @@ class SamPredictor:
             # Without AMX the fused bf16 kernel is slower than float32 on the global blocks (measured once).
             if float32_global_attention_pays():
                 use_float32_global_attention(self._encoder)
+                self.precision_reason += "; global attention in float32 (faster on this CPU, measured)"
         # The mask decoder follows the encoder's precision in bf16 (1.6x faster
         # per click on an AVX512-BF16 CPU) and stays float32 under int8 (its
         # attention reads the weights folded into other products, and a click
