@@ -8,6 +8,8 @@ import torch
 
 import napari_sam.model.fused as fused_ops
 import napari_sam.model.tiny_vit as tiny_vit
+import napari_sam.model.tiny_vit_attention as tiny_vit_attention
+import napari_sam.model.tiny_vit_conv as tiny_vit_conv
 from napari_sam.model.tiny_vit import TinyViT, image_to_windows, relative_offset_index, windows_to_image
 
 SMALL = dict(img_size=256, embed_dims=(16, 32, 40, 80), depths=(1, 1, 2, 1), num_heads=(1, 2, 2, 4))
@@ -170,6 +172,48 @@ def test_batch_items_are_independent():
         both = model(x)
         second = model(x[1:])
     assert relative_error(both[1:], second) < 1e-5
+
+
+@pytest.mark.parametrize("rows", [1, 3, 7])
+def test_mbconv_in_strips_matches_one_piece(monkeypatch, rows):
+    # Strips that do not divide the height (13), a one-row last strip, two images.
+    block = tiny_vit_conv.MBConv(8, 4.0)
+    block.load_state_dict(random_state_dict(block.state_dict(), seed=13))
+    block.eval()
+    x = torch.randn(2, 8, 13, 10).contiguous(memory_format=torch.channels_last)
+    calls = []
+    monkeypatch.setattr(block, "_in_strips", lambda t, r: calls.append(r) or type(block)._in_strips(block, t, r))
+    with torch.inference_mode():
+        whole = block(x)
+        monkeypatch.setattr(tiny_vit_conv, "STRIP_BYTES", rows * 32 * 10 * 4)
+        strips = block(x)
+    assert calls == [rows]  # the strip path ran, with the rows the limit allows
+    assert strips.is_contiguous(memory_format=torch.channels_last)
+    assert relative_error(strips, whole) < 1e-6
+
+
+def test_encoder_in_strips_matches_one_piece(monkeypatch):
+    # Stage 0's MBConv blocks and every MLP run in strips of a few rows here.
+    model = TinyViT(**SMALL).eval()
+    model.load_state_dict(random_state_dict(model.state_dict(), seed=17))
+    x = torch.randn(2, 3, 256, 256)
+    used = []
+    real = tiny_vit_conv.row_strips
+    monkeypatch.setattr(tiny_vit_conv, "row_strips", lambda h, r: used.append((h, r)) or real(h, r))
+    monkeypatch.setattr(tiny_vit_attention, "row_strips", tiny_vit_conv.row_strips)
+    with torch.inference_mode():
+        monkeypatch.setattr(tiny_vit_conv, "STRIP_BYTES", 2**40)
+        whole = model(x)
+        assert used == []
+        monkeypatch.setattr(tiny_vit_conv, "STRIP_BYTES", 5 * 64 * 64 * 4)
+        strips = model(x)
+    assert {h for h, _ in used} == {64, 32, 16}  # stage 0, stage 1, stages 2-3
+    assert relative_error(strips, whole) < 1e-6
+
+
+def test_row_strips_cover_the_height_once():
+    assert tiny_vit_conv.row_strips(7, 3) == [(0, 3), (3, 6), (6, 7)]
+    assert tiny_vit_conv.row_strips(6, 6) == [(0, 6)]
 
 
 def test_cached_folding_follows_new_weights():

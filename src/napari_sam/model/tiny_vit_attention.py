@@ -17,7 +17,8 @@ from torch import nn
 
 from napari_sam.model.common import LayerNorm
 from napari_sam.model.fused import apply_linear
-from napari_sam.model.tiny_vit_conv import ConvBatchNorm, DerivedTensorCache, PatchMerging
+from napari_sam.model import tiny_vit_conv
+from napari_sam.model.tiny_vit_conv import ConvBatchNorm, DerivedTensorCache, PatchMerging, row_strips
 
 
 def relative_offset_index(window_size: int) -> torch.Tensor:
@@ -157,10 +158,24 @@ class FeedForward(nn.Module):
         self.fc1 = nn.Linear(dim, hidden_dim)
         self.fc2 = nn.Linear(hidden_dim, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x + MLP(x)."""
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
         hidden = apply_linear(self.fc1, self.norm(x), gelu=True)
         return apply_linear(self.fc2, hidden, add=x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x + MLP(x), for (B, H, W, C) features."""
+        # Every token is independent, so a large hidden tensor (stage 1 at
+        # 1024x1024: 32 MiB, which glibc maps afresh, page by page, each call;
+        # see tiny_vit_conv.STRIP_BYTES) is made in strips of rows instead.
+        height, width = x.shape[1], x.shape[2]
+        rows = max(1, tiny_vit_conv.STRIP_BYTES // (self.fc1.out_features * width * x.element_size()))
+        if rows >= height:
+            return self._mlp(x)
+        out = torch.empty_like(x)
+        for i in range(x.shape[0]):
+            for r0, r1 in row_strips(height, rows):
+                out[i : i + 1, r0:r1] = self._mlp(x[i : i + 1, r0:r1])
+        return out
 
 
 class TinyViTBlock(nn.Module):
