@@ -169,7 +169,7 @@ class FeedForward(nn.Module):
         # see tiny_vit_conv.STRIP_BYTES) is made in strips of rows instead.
         height, width = x.shape[1], x.shape[2]
         rows = max(1, tiny_vit_conv.STRIP_BYTES // (self.fc1.out_features * width * x.element_size()))
-        if rows >= height:
+        if rows >= height or x.device.type != "cpu":  # a GPU's allocator keeps its memory
             return self._mlp(x)
         out = torch.empty_like(x)
         for i in range(x.shape[0]):

@@ -153,8 +153,9 @@ class MBConv(nn.Module):
         _, _, height, width = x.shape
         row_bytes = self.conv1.c.out_channels * width * x.element_size()
         rows = max(1, STRIP_BYTES // row_bytes)
-        # Training normalises with batch statistics, which strips would change.
-        if self.training or rows >= height:
+        # Training normalises with batch statistics, which strips would change; on a GPU the
+        # allocator keeps its memory and strips would only add kernel launches.
+        if self.training or rows >= height or x.device.type != "cpu":
             return self._block(x)
         return self._in_strips(x, rows)
 
