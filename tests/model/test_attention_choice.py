@@ -80,8 +80,16 @@ def test_the_real_measurement_times_both_ways():
     assert set(times) == {"bf16", "fp32"} and all(t > 0 for t in times.values())
 
 
+def test_where_bf16_is_emulated_float32_attention_is_taken_unmeasured(monkeypatch):
+    monkeypatch.setattr("napari_sam.model.predictor.cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr("napari_sam.model.predictor.float32_global_attention_pays", lambda: pytest.fail("measured"))
+    predictor = SamPredictor(build_sam(_tiny_vit_config()), device="cpu", precision="bf16")
+    assert all(m.float32_global_attention for m in predictor._encoder.modules() if isinstance(m, Attention))
+
+
 @pytest.mark.parametrize("pays", [True, False])
 def test_a_bf16_predictor_takes_the_measured_way_and_leaves_the_model_alone(monkeypatch, pays):
+    monkeypatch.setattr("napari_sam.model.predictor.cpu_has_fast_bf16", lambda: True)
     monkeypatch.setattr("napari_sam.model.predictor.float32_global_attention_pays", lambda: pays)
     model = build_sam(_tiny_vit_config())
     predictor = SamPredictor(model, device="cpu", precision="bf16")

@@ -36,6 +36,11 @@ def test_int8_linear_is_close_to_float(shape):
 
 @pytest.mark.parametrize("reduce_range", [False, True])
 def test_both_input_ranges_are_close(reduce_range):
+    from napari_sam.model.int8 import cpu_has_vnni
+
+    if not reduce_range and not cpu_has_vnni():
+        # Without VNNI the full 8-bit range overflows the kernels' 16-bit pair sums (why reduce_range exists).
+        pytest.skip("full-range int8 inputs need VNNI")
     layer = torch.nn.Linear(64, 64)
     x = torch.randn(16, 64) * 5
     with torch.inference_mode():

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .attention_choice import float32_global_attention_pays, use_float32_global_attention
-from .device import pick_device
+from .device import cpu_has_fast_bf16, pick_device
 from .embedding import ImageEmbedding
 from .foreground import gate_of
 from .image import encoder_input, resize_longest_side, resized_shape, to_uint8_rgb
@@ -49,8 +49,9 @@ class SamPredictor:
         else:
             self._encoder = self._low_precision_copy(self.model.image_encoder, self.encoder_dtype)
         if choice.precision == "bf16" and self.device.type == "cpu" and encoder_kind(self.model) == "ImageEncoderViT":
-            # Without AMX the fused bf16 kernel is slower than float32 on the global blocks (measured once).
-            if float32_global_attention_pays():
+            # Without AMX the fused bf16 kernel is slower than float32 on the global blocks (measured once);
+            # where bf16 is only emulated, float32 is faster for sure, and timing bf16 there would take long.
+            if not cpu_has_fast_bf16() or float32_global_attention_pays():
                 use_float32_global_attention(self._encoder)
                 self.precision_reason += "; global attention in float32 (faster on this CPU, measured)"
         # The mask decoder follows the encoder's precision in bf16 (1.6x faster
