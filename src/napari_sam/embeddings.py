@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -167,10 +167,18 @@ class EmbeddingSource:
             # Cannot happen with napari_sam.model.image's rule; guards a future change of it.
             raise RuntimeError(f"the encoder made a {emb.precision} embedding with rule {emb.preprocessing!r}, "
                                f"expected {key.precision} with {key.preprocessing!r}")
+        if use_store and self._will_save(key):
+            # The numbers the store will give back (float16): a slice then decodes the same whether it was
+            # computed now or read later, after napari was closed and opened again.
+            emb = replace(emb, features=_store_module().entry_format.as_stored(emb.features))
         self.memory.put(key, emb)
         if use_store:
             self._save(key, emb)
         return Found(emb, COMPUTED)
+
+    def _will_save(self, key: EmbeddingKey) -> bool:
+        return (self._store is not None and self.store_error is None
+                and _store_module().is_persistent_model_id(key.model_id))
 
     def is_available(self, key: EmbeddingKey, plane_shape=None) -> bool:
         """True when ``key`` needs no encoder run (in memory, or a valid entry in the store)."""

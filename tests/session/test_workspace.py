@@ -55,3 +55,18 @@ def test_what_is_missing_is_said(model):
     no_model = SimpleNamespace(planes=ImagePlanes(np.zeros((2, 8, 8))), engine=None)
     with pytest.raises(ValueError, match="load a model first"):
         workspace.stack_embeddings(no_model, (slice(None),) * 3)
+
+
+def test_an_embedding_computed_into_the_store_equals_the_one_read_back(model, tmp_path):
+    """The store keeps float16: what the source computes now is what it gives back after napari is reopened,
+    so a slice decodes the same either way (a float32 embedding kept in full in memory did not)."""
+    data = np.random.default_rng(2).random((2, 32, 32)).astype(np.float32)
+    store = EmbeddingStore(tmp_path)
+    first = Workspace(embeddings=EmbeddingSource(EmbeddingCache(64), store))
+    computed = first.stack_embeddings(session_on(data, model), (slice(None),) * 3).get(1)
+    later = Workspace(embeddings=EmbeddingSource(EmbeddingCache(64), EmbeddingStore(tmp_path)))
+    read = later.stack_embeddings(session_on(data, model), (slice(None),) * 3)
+    again = read.get(1)
+    assert read.source.encoder_calls == 0 and read.source.disk_reads == 1
+    assert torch.equal(computed.features.float(), again.features.float())
+    assert computed.features.dtype == torch.float32 and computed.features.abs().max() > 0

@@ -43,6 +43,11 @@ def _digest(data) -> bytes:
     return hashlib.blake2b(data, digest_size=_DIGEST_BYTES).digest()
 
 
+def as_stored(features: torch.Tensor) -> torch.Tensor:
+    """``features`` with the numbers an entry gives back (float16, clipped to its range), in their own dtype."""
+    return features.clamp(-_F16_MAX, _F16_MAX).to(torch.float16).to(features.dtype)
+
+
 def serialise(key, embedding) -> bytes:
     """The bytes of the entry for ``embedding`` under ``key`` (a SliceKey)."""
     features = embedding.features.detach().to("cpu", torch.float32).numpy()
