@@ -189,11 +189,10 @@ class EmbeddingSource:
                 and store.contains(store_key(key), original_size=plane_shape))
 
     def _save(self, key: EmbeddingKey, emb: ImageEmbedding) -> None:
-        store = self._store
-        if store is None or self.store_error is not None or not _store_module().is_persistent_model_id(key.model_id):
+        if not self._will_save(key):
             return
         try:
-            store.put(store_key(key), emb)
+            self._store.put(store_key(key), emb)
         except _store_module().CacheWriteError as err:
             if self.raise_store_errors:
                 raise

@@ -8,7 +8,7 @@ AMX that kernel is fast. On CPUs with AVX512-BF16 but no AMX it is not: on a
 0.55-0.57 s in float32 from the same bf16 inputs, and the four global blocks
 cost vit_b's bf16 embedding more than its linear layers gained (6.2 s
 against 6.4 s in float32). Which way is faster is measured here once per
-machine (a smaller attention of vit_b's width each way, about half a second) and
+machine (a smaller attention of vit_b's width each way, 1-2 s on a 2-core CPU) and
 kept beside the matrix-product rates (:mod:`.precision_choice`), keyed the
 same way. Float32 attention from bf16 inputs is no less accurate: it rounds
 only the inputs.
@@ -28,8 +28,8 @@ def measure_global_attention(tokens_side: int = 40, heads: int = 12, head_dim: i
                              repeats: int = 2) -> dict[str, float]:
     """Seconds for one attention over tokens_side ** 2 tokens with the relative-position bias, in bf16 both ways.
 
-    vit_b's width (12 heads of 64) on 1600 tokens: about half a second in all
-    on a 2-core CPU, and the same ratio as the real 4096-token blocks (0.60-0.66
+    vit_b's width (12 heads of 64) on 1600 tokens: 1-2 s in all on a 2-core
+    CPU (warm-up and two turns each way), and the same ratio as the real 4096-token blocks (0.60-0.66
     against 0.63-0.66 measured on the EPYC above, natively and limited to
     AVX2). One head on 4096 tokens did not show it (0.91): the kernel works
     per head, and one head leaves it little to spread over the cores.

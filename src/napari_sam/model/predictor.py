@@ -51,7 +51,10 @@ class SamPredictor:
         if choice.precision == "bf16" and self.device.type == "cpu" and encoder_kind(self.model) == "ImageEncoderViT":
             # Without AMX the fused bf16 kernel is slower than float32 on the global blocks (measured once);
             # where bf16 is only emulated, float32 is faster for sure, and timing bf16 there would take long.
-            if not cpu_has_fast_bf16() or float32_global_attention_pays():
+            if not cpu_has_fast_bf16():
+                use_float32_global_attention(self._encoder)
+                self.precision_reason += "; global attention in float32 (bf16 is emulated on this CPU)"
+            elif float32_global_attention_pays():
                 use_float32_global_attention(self._encoder)
                 self.precision_reason += "; global attention in float32 (faster on this CPU, measured)"
         # The mask decoder follows the encoder's precision in bf16 (1.6x faster

@@ -43,15 +43,20 @@ def _digest(data) -> bytes:
     return hashlib.blake2b(data, digest_size=_DIGEST_BYTES).digest()
 
 
+def _float16(features: torch.Tensor) -> torch.Tensor:
+    """The float16 numbers an entry holds for ``features`` (clipped to float16's range)."""
+    return features.clamp(-_F16_MAX, _F16_MAX).to(torch.float16)
+
+
 def as_stored(features: torch.Tensor) -> torch.Tensor:
-    """``features`` with the numbers an entry gives back (float16, clipped to its range), in their own dtype."""
-    return features.clamp(-_F16_MAX, _F16_MAX).to(torch.float16).to(features.dtype)
+    """``features`` with the numbers an entry gives back, in their own dtype."""
+    return _float16(features).to(features.dtype)
 
 
 def serialise(key, embedding) -> bytes:
     """The bytes of the entry for ``embedding`` under ``key`` (a SliceKey)."""
-    features = embedding.features.detach().to("cpu", torch.float32).numpy()
-    payload = np.clip(features, -_F16_MAX, _F16_MAX).astype("<f2").tobytes()
+    features = embedding.features.detach().to("cpu", torch.float32)
+    payload = _float16(features).numpy().astype("<f2").tobytes()
     header = {name: getattr(key, name) for name in IDENTITY_FIELDS}
     header.update(
         format=FORMAT_VERSION,
