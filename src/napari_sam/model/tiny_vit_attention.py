@@ -17,8 +17,7 @@ from torch import nn
 
 from napari_sam.model.common import LayerNorm
 from napari_sam.model.fused import apply_linear
-from napari_sam.model import tiny_vit_conv
-from napari_sam.model.tiny_vit_conv import ConvBatchNorm, DerivedTensorCache, PatchMerging, row_strips
+from napari_sam.model.tiny_vit_conv import ConvBatchNorm, DerivedTensorCache, PatchMerging, row_strips, rows_per_strip
 
 
 def relative_offset_index(window_size: int) -> torch.Tensor:
@@ -168,8 +167,8 @@ class FeedForward(nn.Module):
         # 1024x1024: 32 MiB, which glibc maps afresh, page by page, each call;
         # see tiny_vit_conv.STRIP_BYTES) is made in strips of rows instead.
         height, width = x.shape[1], x.shape[2]
-        rows = max(1, tiny_vit_conv.STRIP_BYTES // (self.fc1.out_features * width * x.element_size()))
-        if rows >= height or x.device.type != "cpu":  # a GPU's allocator keeps its memory
+        rows = rows_per_strip(x, height, self.fc1.out_features * width * x.element_size())
+        if rows is None:
             return self._mlp(x)
         out = torch.empty_like(x)
         for i in range(x.shape[0]):

@@ -134,6 +134,18 @@ def row_strips(height: int, rows: int) -> list[tuple[int, int]]:
     return [(r, min(r + rows, height)) for r in range(0, height, rows)]
 
 
+def rows_per_strip(x: torch.Tensor, height: int, hidden_row_bytes: int) -> int | None:
+    """Rows per strip so that no hidden tensor exceeds STRIP_BYTES, or None to compute in one piece.
+
+    One piece where it fits, and off the CPU: a GPU's allocator keeps its
+    memory, so strips would only add kernel launches.
+    """
+    rows = max(1, STRIP_BYTES // hidden_row_bytes)
+    if rows >= height or x.device.type != "cpu":
+        return None
+    return rows
+
+
 class MBConv(nn.Module):
     """Inverted residual block: 1x1 expand, 3x3 depthwise, 1x1 project, + input."""
 
@@ -151,11 +163,9 @@ class MBConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, _, height, width = x.shape
-        row_bytes = self.conv1.c.out_channels * width * x.element_size()
-        rows = max(1, STRIP_BYTES // row_bytes)
-        # Training normalises with batch statistics, which strips would change; on a GPU the
-        # allocator keeps its memory and strips would only add kernel launches.
-        if self.training or rows >= height or x.device.type != "cpu":
+        rows = rows_per_strip(x, height, self.conv1.c.out_channels * width * x.element_size())
+        # Training normalises with batch statistics, which strips would change.
+        if self.training or rows is None:
             return self._block(x)
         return self._in_strips(x, rows)
 
