@@ -192,6 +192,46 @@ def test_mbconv_in_strips_matches_one_piece(monkeypatch, rows):
     assert relative_error(strips, whole) < 1e-6
 
 
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("module, shape", [
+    (lambda: tiny_vit_conv.PatchEmbed(3, 16), (2, 3, 37, 21)),  # odd rows: the last strip ends in padding
+    (lambda: tiny_vit_conv.PatchEmbed(3, 16), (1, 3, 36, 20)),
+    (lambda: tiny_vit_conv.PatchMerging(8, 12, 2), (2, 8, 19, 11)),
+    (lambda: tiny_vit_conv.PatchMerging(8, 12, 1), (1, 8, 10, 9)),
+])
+def test_stride_two_pairs_in_strips_match_one_piece(monkeypatch, module, shape, fused):
+    # PatchEmbed's two 3x3 convolutions and PatchMerging's 1x1 + depthwise 3x3 (+ 1x1), a few rows at a
+    # time: each strip's halo rows and the zero rows at the image's top and bottom must be the real ones.
+    block = module()
+    block.load_state_dict(random_state_dict(block.state_dict(), seed=19))
+    block.eval()
+    monkeypatch.setattr(fused_ops, "USE_FUSED_CPU_KERNELS", fused)
+    x = torch.randn(*shape).contiguous(memory_format=torch.channels_last)
+    strips = []
+    real = tiny_vit_conv.pair_in_strips
+    monkeypatch.setattr(tiny_vit_conv, "pair_in_strips", lambda *a, **k: strips.append(a[3]) or real(*a, **k))
+    with torch.inference_mode():
+        monkeypatch.setattr(tiny_vit_conv, "STRIP_BYTES", 2**40)
+        whole = block(x)
+        assert strips == []
+        monkeypatch.setattr(tiny_vit_conv, "STRIP_BYTES", 1)  # one output row per strip
+        one_row = block(x)
+        monkeypatch.setattr(tiny_vit_conv, "STRIP_BYTES", 3 * hidden_row_bytes(block, shape[3]))
+        three_rows = block(x)
+    assert strips == [1, 3]
+    for got in (one_row, three_rows):
+        assert got.shape == whole.shape
+        assert got.is_contiguous(memory_format=torch.channels_last)
+        assert relative_error(got, whole) < 1e-6
+
+
+def hidden_row_bytes(block, width: int) -> int:
+    """float32 bytes of the first convolution's output that one output row of the pair reads."""
+    first, second = (block.seq[0], block.seq[2]) if isinstance(block, tiny_vit_conv.PatchEmbed) else (block.conv1, block.conv2)
+    stride = first.c.stride[0]
+    return second.c.stride[0] * first.c.out_channels * ((width - 1) // stride + 1) * 4
+
+
 def test_encoder_in_strips_matches_one_piece(monkeypatch):
     # Stage 0's MBConv blocks and every MLP run in strips of a few rows here.
     model = TinyViT(**SMALL).eval()

@@ -45,7 +45,8 @@ def _plain_linear(x, weight, bias, gelu, add):
 
 def _onednn_conv(x, weight, bias, stride, padding, groups, gelu, add):
     ops = torch.ops.mkldnn
-    args = ([padding, padding], [stride, stride], [1, 1], groups)
+    pads = list(padding) if isinstance(padding, (tuple, list)) else [padding, padding]  # (rows, columns)
+    args = (pads, [stride, stride], [1, 1], groups)
     if add is None:
         attr, algorithm = ("gelu", "none") if gelu else ("none", None)
         return ops._convolution_pointwise(x, weight, bias, *args, attr, [], algorithm)
@@ -79,6 +80,7 @@ def _fused_kernels_work(dtype: torch.dtype) -> bool:
     tokens, token_add = rand(2, 5, 8), rand(2, 5, 16)
     cases = [
         (_onednn_conv, _plain_conv, (x, rand(8, 1, 3, 3), rand(8), 2, 1, 8, True, None)),
+        (_onednn_conv, _plain_conv, (x, rand(8, 1, 3, 3), rand(8), 2, (0, 1), 8, True, None)),  # TinyViT's strips
         (_onednn_conv, _plain_conv, (x, rand(8, 8, 1, 1), rand(8), 1, 0, 1, False, add)),
         (_onednn_conv, _plain_conv, (x, rand(8, 8, 3, 3), None, 1, 1, 1, False, None)),
         (_onednn_linear, _plain_linear, (tokens, rand(16, 8), rand(16), True, None)),
@@ -110,7 +112,9 @@ def _can_fuse(x: torch.Tensor, *others: torch.Tensor | None) -> bool:
 
 
 def conv2d(x, weight, bias, stride=1, padding=0, groups=1, *, gelu=False, add=None) -> torch.Tensor:
-    """Convolution, then ``+ add`` if given, then GELU if asked; fused on CPU when possible."""
+    """Convolution, then ``+ add`` if given, then GELU if asked; fused on CPU when possible.
+
+    ``padding``: one number for both axes, or (rows, columns)."""
     if _can_fuse(x, weight, bias, add) and (add is None or add.is_contiguous(memory_format=torch.channels_last)):
         return _onednn_conv(x, weight, bias, stride, padding, groups, gelu, add)
     return _plain_conv(x, weight, bias, stride, padding, groups, gelu, add)

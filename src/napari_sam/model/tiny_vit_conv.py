@@ -117,7 +117,13 @@ class PatchEmbed(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.seq[2](self.seq[0](x, gelu=True))
+        first, second = self.seq[0], self.seq[2]
+        # The first convolution's output (32 MiB at 1024 px in float32) is only read by the
+        # second: made a strip at a time it never needs a fresh mapping (see STRIP_BYTES).
+        strips = None if self.training else pair_strips(first, second, x)
+        if strips is None:
+            return second(first(x, gelu=True))
+        return pair_in_strips(first, second, x, strips, first_gelu=True)
 
 
 #: Largest hidden activation (bytes) an MBConv block computes in one piece in
@@ -144,6 +150,65 @@ def rows_per_strip(x: torch.Tensor, height: int, hidden_row_bytes: int) -> int |
     if rows >= height or x.device.type != "cpu":
         return None
     return rows
+
+
+def _input_rows(conv: ConvBatchNorm, r0: int, r1: int, height: int) -> tuple[int, int, int, int]:
+    """The input rows [lo, hi) that output rows [r0, r1) of ``conv`` read, clipped to the image,
+    and the zero rows its padding adds above and below them."""
+    k, stride, pad = conv.c.kernel_size[0], conv.c.stride[0], conv.c.padding[0]
+    lo, hi = stride * r0 - pad, stride * (r1 - 1) - pad + k
+    return max(lo, 0), min(hi, height), max(0, -lo), max(0, hi - height)
+
+
+def _conv_on_rows(conv: ConvBatchNorm, rows: torch.Tensor, above: int, below: int, *, gelu: bool) -> torch.Tensor:
+    """``conv`` (eval) on the input rows one strip of its output needs: the vertical padding is
+    ``above``/``below`` zero rows where the strip meets the image's edge, and nothing inside it."""
+    if above or below:
+        rows = F.pad(rows, (0, 0, above, below))  # keeps channels_last
+    c = conv.c
+    weight, bias = conv.folded_weight_and_bias()
+    return conv2d(rows, weight, bias, c.stride[0], (0, c.padding[0]), c.groups, gelu=gelu)
+
+
+def pair_strips(first: ConvBatchNorm, second: ConvBatchNorm, x: torch.Tensor) -> int | None:
+    """Output rows of ``second`` per strip when second(first(x)) runs in strips, or None for one piece."""
+    k, stride, pad = first.c.kernel_size[0], first.c.stride[0], first.c.padding[0]
+    width = (x.shape[3] + 2 * pad - k) // stride + 1
+    # A strip of the second's rows reads about stride-of-second rows of the first's output each.
+    hidden_row_bytes = second.c.stride[0] * first.c.out_channels * width * x.element_size()
+    height = (x.shape[2] + 2 * pad - k) // stride + 1
+    k2, s2, p2 = second.c.kernel_size[0], second.c.stride[0], second.c.padding[0]
+    return rows_per_strip(x, (height + 2 * p2 - k2) // s2 + 1, hidden_row_bytes)
+
+
+def pair_in_strips(first: ConvBatchNorm, second: ConvBatchNorm, x: torch.Tensor, rows: int, *,
+                   first_gelu: bool, second_gelu: bool = False, then: Callable | None = None) -> torch.Tensor:
+    """then(second(first(x))), ``rows`` output rows at a time: the same numbers as in one piece.
+
+    Each strip of the second convolution's output is made from the rows of the
+    first's output it reads (its halo included), and those from the input rows
+    they read; zero rows stand in for the padding only at the image's edges.
+    ``then`` is a per-pixel step (a 1x1 convolution) applied to each strip.
+    """
+    k, stride, pad = first.c.kernel_size[0], first.c.stride[0], first.c.padding[0]
+    mid_height = (x.shape[2] + 2 * pad - k) // stride + 1
+    k2, s2, p2 = second.c.kernel_size[0], second.c.stride[0], second.c.padding[0]
+    height = (mid_height + 2 * p2 - k2) // s2 + 1
+    pieces = []
+    for i in range(x.shape[0]):
+        image = x[i : i + 1]
+        for r0, r1 in row_strips(height, rows):
+            m0, m1, above, below = _input_rows(second, r0, r1, mid_height)
+            i0, i1, in_above, in_below = _input_rows(first, m0, m1, x.shape[2])
+            mid = _conv_on_rows(first, image[:, :, i0:i1], in_above, in_below, gelu=first_gelu)
+            strip = _conv_on_rows(second, mid, above, below, gelu=second_gelu)
+            pieces.append((i, r0, r1, strip if then is None else then(strip)))
+    _, _, _, last = pieces[-1]
+    out = torch.empty((x.shape[0], last.shape[1], height, last.shape[3]), dtype=last.dtype, device=last.device,
+                      memory_format=torch.channels_last)
+    for i, r0, r1, strip in pieces:
+        out[i : i + 1, :, r0:r1] = strip
+    return out
 
 
 class MBConv(nn.Module):
@@ -201,6 +266,12 @@ class PatchMerging(nn.Module):
         self.conv3 = ConvBatchNorm(out_dim, out_dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # After stage 0 the first 1x1 output is 32 MiB at 1024 px in float32 and read only by
+        # the depthwise step: in strips it never needs a fresh mapping (see STRIP_BYTES).
+        strips = None if self.training else pair_strips(self.conv1, self.conv2, x)
+        if strips is not None:
+            return pair_in_strips(self.conv1, self.conv2, x, strips, first_gelu=True, second_gelu=True,
+                                  then=self.conv3)
         x = self.conv1(x, gelu=True)
         x = self.conv2(x, gelu=True)
         return self.conv3(x)
