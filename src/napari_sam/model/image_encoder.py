@@ -27,6 +27,11 @@ _MAX_BIAS_BYTES = 32 * 2**20
 # into the product (see _attend_folded); the 196-token windows are faster
 # through SDPA with the bias as its mask.
 _SDPA_MAX_TOKENS_CPU_BF16 = 1024
+# glibc maps blocks over 32 MiB afresh on every call, and each 4 KiB page then faults on first
+# touch. A block whose qkv or MLP activation would be larger runs in bands of rows of at most
+# BAND_BYTES on the CPU in inference (see Block.forward).
+_FRESH_MAPPING_BYTES = 32 * 2**20
+BAND_BYTES = 12 * 2**20
 
 
 def relative_position_table(rel_pos: torch.Tensor, size: int) -> torch.Tensor:
@@ -234,6 +239,44 @@ class Block(nn.Module):
         self.mlp = MLPBlock(dim, int(dim * mlp_ratio), nn.GELU)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = self._band_rows(x)
+        if rows is None:
+            return self._forward(x)
+        # Bands of whole window rows (windowed blocks) or of token rows (the MLP of global
+        # blocks) on the CPU: fp32 activations of vit_b at 1024 px are 36-48 MiB, which glibc
+        # maps afresh, page by page, on every call (40k page faults per windowed block, about
+        # 5 % of an embedding); bands of at most BAND_BYTES reuse freed heap memory. Windows
+        # and MLP tokens are independent, so the numbers are the same.
+        out = torch.empty_like(x)
+        if self.window_size > 0:
+            for r0 in range(0, x.shape[1], rows):
+                out[:, r0 : r0 + rows] = self._forward(x[:, r0 : r0 + rows])
+            return out
+        y = self._attention(x)
+        for r0 in range(0, x.shape[1], rows):
+            out[:, r0 : r0 + rows] = self._mlp(y[:, r0 : r0 + rows])
+        return out
+
+    def _band_rows(self, x: torch.Tensor) -> int | None:
+        """Token rows per band, or None for the whole grid at once (it is small, or training, or not on the CPU)."""
+        if x.device.type != "cpu" or (torch.is_grad_enabled() and x.requires_grad) or self.training:
+            return None
+        B, H, W, C = x.shape
+        widest = B * W * max(3 * C, self.mlp.lin1.out_features) * x.element_size()  # per token row, qkv or MLP
+        if H * widest <= _FRESH_MAPPING_BYTES:
+            # Served from the heap: bands would only make smaller, slower products (vit_b in bf16:
+            # 8.29 -> 8.53 s in bands, one thread, 2-core EPYC).
+            return None
+        rows = max(1, BAND_BYTES // widest)
+        if self.window_size > 0:  # whole window rows, so that every window stays whole
+            rows = self.window_size * max(1, rows // self.window_size)
+        return None if rows >= H else rows
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._mlp(self._attention(x))
+
+    def _attention(self, x: torch.Tensor) -> torch.Tensor:
+        """x + proj(attention(norm1(x)))."""
         shortcut = x
         x = self.norm1(x)
         if self.window_size > 0:
@@ -250,8 +293,11 @@ class Block(nn.Module):
             x = self.attn.attend(self.attn.project_qkv(x))
         # Output projection + residual, then the MLP (+ GELU, + residual): on
         # the CPU the GELU and the adds run inside the linear kernels.
-        proj, mlp = self.attn.proj, self.mlp
-        x = apply_linear(proj, x.contiguous(), add=shortcut)
+        return apply_linear(self.attn.proj, x.contiguous(), add=shortcut.contiguous())
+
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
+        """x + MLP(norm2(x))."""
+        mlp = self.mlp
         hidden = apply_linear(mlp.lin1, self.norm2(x), gelu=True)
         return apply_linear(mlp.lin2, hidden, add=x)
 
