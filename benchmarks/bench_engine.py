@@ -14,7 +14,8 @@ post-processing included).
 Targets: on a CPU with AVX512-BF16, vit_b embedding >= 5x the reference fp32
 (bf16 rel. error against our fp32 no worse than 6e-3); on an AVX2-only CPU
 vit_b >= 3x and vit_t >= 2.5x; prompt -> masks >= 2.5x everywhere.
-Timings are the minimum over --repeats runs (the least disturbed one).
+Embedding times are the minimum over --repeats runs (the least disturbed one); prompt times the median of
+--prompt-repeats rounds in which the reference and ours take turns.
 """
 
 import argparse
@@ -49,14 +50,18 @@ def _min_time(fn, repeats):
     return min(times), out
 
 
-def _median_time(fn, repeats):
-    fn()  # warm-up
-    times = []
+def _median_times_in_turn(fns, repeats):
+    """Median seconds of each function, called in turns (one of each per round), so that a change in the
+    machine's load during the run slows them alike."""
+    for fn in fns:
+        fn()  # warm-up
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for fn, spent in zip(fns, times):
+            t = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - t)
+    return [statistics.median(spent) for spent in times]
 
 
 def bench(model_type: str, repeats: int, prompt_repeats: int) -> None:
@@ -86,13 +91,16 @@ def bench(model_type: str, repeats: int, prompt_repeats: int) -> None:
         print(f"ours {name:9s} : {t:7.2f} s   speed-up {t_ref / t:5.2f}x   rel. error vs ours fp32 {err:.1e}")
     print(f"ours auto      : {auto.precision_reason}")
 
-    print(f"== {model_type}: one point -> 3 masks at 1024x1024 (median of {prompt_repeats}) ==")
+    print(f"== {model_type}: one point -> 3 masks at 1024x1024 (median of {prompt_repeats}, taking turns) ==")
     prompt = dict(point_coords=np.array([[500.0, 400.0]]), point_labels=np.array([1]))
-    with torch.inference_mode():
-        d_ref = _median_time(lambda: ref.predict(**prompt), prompt_repeats)
     auto.set_embedding(fp32.embedding)
-    d_fp32 = _median_time(lambda: fp32.predict(**prompt), prompt_repeats)
-    d_auto = _median_time(lambda: auto.predict(**prompt), prompt_repeats)
+
+    def ref_predict():
+        with torch.inference_mode():
+            return ref.predict(**prompt)
+
+    d_ref, d_fp32, d_auto = _median_times_in_turn(
+        [ref_predict, lambda: fp32.predict(**prompt), lambda: auto.predict(**prompt)], prompt_repeats)
     print(f"reference      : {d_ref * 1000:7.1f} ms")
     print(f"ours fp32      : {d_fp32 * 1000:7.1f} ms   speed-up {d_ref / d_fp32:5.2f}x")
     print(f"ours auto      : {d_auto * 1000:7.1f} ms   speed-up {d_ref / d_auto:5.2f}x")
