@@ -1,14 +1,15 @@
 """Diagnostics (not a benchmark): Propagate all on bench_propagation's stacks for several variants in one process.
 
     python _diag_ends.py CACHE 'name|{options}|patch' ... [--show N] [--user score|closest|closest+1]
-                         [--held-out | --seeds 7,3,11]
+                         [--held-out | --seeds 7,3,11] [--model demo|PATH] [--threads 2]
 
 The stacks are _propagation_cases.TUNING_SEEDS by default; ``--held-out`` runs on HELD_OUT_SEEDS, the stacks
 kept for confirming a change chosen on the tuning ones (never for choosing it).
 
 Per variant: mean / median / min 3D IoU; with --show N the N worst nuclei with their true and found z ends, the
 walk's stops, and true/found areas per slice. ``patch`` is Python run before the variant (and undone by the next
-variant's patch: give each variant its full settings).
+variant's patch: give each variant its full settings). ``--model`` loads another checkpoint (its embeddings are
+cached in a folder of CACHE named after the file, so two models never share one).
 """
 import sys
 from pathlib import Path
@@ -17,8 +18,14 @@ from _propagation_cases import Case, Timer, all_at_once, seeds_from
 from napari_sam.model import SamPredictor, load_model
 from napari_sam.volume.propagation.signal import calibrate
 
-torch.set_num_threads(2)
 args = sys.argv[1:]
+def _option(flag, default):
+    if flag not in args:
+        return default
+    value = args[args.index(flag) + 1]; del args[args.index(flag):args.index(flag) + 2]
+    return value
+model = _option("--model", "demo")
+torch.set_num_threads(int(_option("--threads", "2")))
 show = 0
 if "--show" in args:
     show = int(args[args.index("--show") + 1]); del args[args.index("--show"):args.index("--show") + 2]
@@ -26,8 +33,9 @@ user = "score"  # how the simulated user makes the clicked slice's mask (_propag
 if "--user" in args:
     user = args[args.index("--user") + 1]; del args[args.index("--user"):args.index("--user") + 2]
 seeds = seeds_from(args)
-predictor = SamPredictor(load_model("demo", device="cpu"), device="cpu")
-cases = [Case(predictor, s, Path(args[0]) / "demo", user=user) for s in seeds]
+predictor = SamPredictor(load_model(model, device="cpu"), device="cpu")
+cache = "demo" if model == "demo" else Path(model).stem
+cases = [Case(predictor, s, Path(args[0]) / cache, user=user) for s in seeds]
 for spec in args[1:]:
     name, opts, patch = (spec.split("|") + ["", ""])[:3]
     exec(patch or "pass")

@@ -12,7 +12,9 @@ disjoint from the test seeds; the grid is decoded once per image and only
 re-filtered for each combination) and prints the best combination.
 Stacks (``--stacks N``): the same on generated 3D stacks, slices linked through z.
 
-    python benchmarks/bench_auto_quality.py --images 6 --stacks 2 [--tune]
+    python benchmarks/bench_auto_quality.py --images 6 --stacks 2 [--tune] [--model PATH]
+
+``--model`` scores another checkpoint at the same recommended settings (the demo model's).
 
 Target: mSA >= 0.80 in 2D at the recommended settings, above the baseline.
 """
@@ -96,10 +98,11 @@ def main():
     p.add_argument("--tune", type=int, default=0, metavar="N", help="tune on N other images first")
     p.add_argument("--precision", default="auto")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--model", default="demo", help="zoo name or checkpoint file (default demo)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(f"{cpu_summary()}; torch threads {args.threads}; load {load_average()}")
-    model = load_model("demo")
+    model = load_model(args.model)
     settings = {"recommended " + str(DEMO_AUTO_SETTINGS): DEMO_AUTO_SETTINGS, "SAM defaults": {}}
     if args.tune:
         settings["tuned here"] = tune(model, args.tune, args.precision)
