@@ -19,6 +19,11 @@ bounded peak:
   columns (about 32 MB of float32 at a time), each thresholded into the bool
   masks at once.
 
+Where the image is the resized input itself (its long side is the
+encoder's), only the rows along the masks' edges are upsampled
+(:mod:`napari_sam.model.edge_bands`): inside and outside an edge, the sign
+of the logits around a pixel already decides it.
+
 The masks are written to CPU memory (where they end up anyway), so a GPU
 holds only one band.
 """
@@ -27,6 +32,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from .edge_bands import masks_from_edge_bands
 
 # Float32 bytes of one band of the second pass.
 BAND_BYTES = 32 * 2**20
@@ -74,6 +81,17 @@ def logits_at_input_size(low_res: torch.Tensor, side: int, input_size: tuple[int
     return _resize_planes(low_res, (side, side))[..., :h, :w]
 
 
+def _masks_at_input_size(low_res: torch.Tensor, side: int, input_size) -> torch.Tensor | None:
+    """``logits_at_input_size(...) > 0`` interpolating only along the masks' edges, or None where that
+    shortcut does not apply (:mod:`napari_sam.model.edge_bands`)."""
+    h, w = input_size
+    lh, lw = low_res.shape[-2:]
+    if lh != lw or side % lw:
+        return None
+    masks = masks_from_edge_bands(_crop_padding(low_res, side, h, w), side // lw)
+    return None if masks is None else masks[..., :h, :w].contiguous()
+
+
 def upscale_logits(low_res: torch.Tensor, side: int, input_size, original_size) -> torch.Tensor:
     """Logits at the original size (B, C, H, W), on whole float32 planes (12 bytes per pixel for 3)."""
     x = logits_at_input_size(low_res, side, input_size)
@@ -89,6 +107,10 @@ def masks_at_original_size(
 
     Raises MemoryError saying how much the plane needs when it does not fit.
     """
+    if not logits and tuple(input_size) == tuple(original_size):
+        masks = _masks_at_input_size(low_res, side, input_size)
+        if masks is not None:
+            return masks
     x = logits_at_input_size(low_res, side, input_size)
     (h, w), (H, W) = tuple(input_size), tuple(original_size)
     if H < h or W < w or H * W <= WHOLE_PLANE_PIXELS:
