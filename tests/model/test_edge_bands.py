@@ -67,6 +67,20 @@ def test_noise_everywhere_is_all_edges_and_still_exact(monkeypatch):
     assert masks_from_edge_bands(blobs((1, 3, 256, 256), seed=0, noise=0), 4) is not None
 
 
+def test_a_plane_of_noise_is_one_band_beside_a_uniform_one_and_a_small_object(monkeypatch):
+    monkeypatch.setattr(edge_bands, "MOST_ROWS", 0.5)
+    low = torch.full((1, 3, 256, 256), -3.0)
+    low[0, 0] = torch.randn(256, 256, generator=torch.Generator().manual_seed(8))
+    low[0, 1] = 2.0  # a candidate covering the whole plane: no band
+    low[0, 2, 100:110, 50:60] = 3.0
+    expected = whole(low, 4)
+    bands = []
+    real = F.interpolate
+    monkeypatch.setattr(edge_bands.F, "interpolate", lambda x, **k: bands.append(x.shape[-2]) or real(x, **k))
+    assert torch.equal(masks_from_edge_bands(low, 4), expected)
+    assert bands == [256, 12]
+
+
 def test_values_at_and_near_zero_nan_and_infinities():
     g = torch.Generator().manual_seed(4)
     tiny = torch.tensor([0.0, -0.0, 1e-45, -1e-45, 1e-38, 1e-31, 1e-29, -1e-38, 3.0, -3.0])

@@ -27,8 +27,9 @@ import torch.nn.functional as F
 # A positive logit smaller than this could round to 0 when weighted (the smallest weight of a 4x upsampling
 # is 1/8); cells holding one are interpolated, never taken as sure.
 SURE_ABOVE = 1e-30
-# Where edges run through more than this share of the cell rows (noise, or the masks of random weights),
-# bands would cost more than the whole plane: the caller upsamples it whole. Finding that out takes 0.1 ms.
+# A plane whose edges run through more than this share of its cell rows (noise, or a mask of random
+# weights) is upsampled whole, in one band: many bands would cost more. If every plane is like that, the
+# caller upsamples them all in one call (finding that out took 0.1 ms).
 MOST_ROWS = 0.5
 # torch interpolates outputs whose height + width is at most 128 with another kernel (channels-last,
 # vectorised), whose rounding may differ from the one used on whole planes: bands stay above this.
@@ -47,7 +48,8 @@ def masks_from_edge_bands(low_res: torch.Tensor, factor: int) -> torch.Tensor | 
         return None
     planes = low_res.reshape(B * C, n, m)
     inside, edge = _cell_rows(planes)
-    if edge.sum() > MOST_ROWS * edge.numel():
+    busy = edge.sum(-1) > MOST_ROWS * edge.shape[-1]
+    if busy.all():
         return None
     # Rows of cells without an edge are wholly in or wholly out: a cell surely in beside one surely out
     # would share a neighbour that is both.
@@ -55,7 +57,8 @@ def masks_from_edge_bands(low_res: torch.Tensor, factor: int) -> torch.Tensor | 
     out = out[:, :, None].expand(B * C, factor * n, factor * m).contiguous()
     half = factor // 2
     for p in torch.nonzero(edge.any(-1)).flatten().tolist():
-        for a0, a1 in _runs(torch.nonzero(edge[p]).flatten().tolist()):
+        runs = [(0, n)] if busy[p] else _runs(torch.nonzero(edge[p]).flatten().tolist())
+        for a0, a1 in runs:
             # Cell row a covers output rows factor*a - half .. factor*a + half - 1 and reads source rows
             # a - 1 and a (clamped at the plane's ends). The band reads one more row on each side, so
             # that its own ends, which torch clamps, are never among the rows kept.
