@@ -15,7 +15,7 @@ from napari_sam.model.predictor import SamPredictor
 @pytest.fixture(autouse=True)
 def bands_even_where_edges_are_everywhere(monkeypatch):
     """The exactness tests take the bands even where edges run through most rows (noise)."""
-    monkeypatch.setattr(edge_bands, "MOST_ROWS", 1.0)
+    monkeypatch.setattr(edge_bands, "MOST_ROWS", float("inf"))
 
 
 def whole(low, factor):
@@ -152,3 +152,15 @@ def test_a_click_gives_the_masks_of_the_whole_plane_path(monkeypatch):
         full = p.upscale_logits(torch.from_numpy(low)[None], emb)[0] > 0
         np.testing.assert_array_equal(masks, full.numpy())
     assert taken == [1, 1]
+
+
+def test_edges_a_few_rows_apart_are_one_band(monkeypatch):
+    low = torch.full((1, 2, 256, 256), -3.0)
+    low[0, 0, 100:110, 50:60] = low[0, 0, 115:125, 50:60] = 3.0  # edge rows 100-110 and 115-125: 4 apart
+    low[0, 1, 100:110, 50:60] = low[0, 1, 130:140, 50:60] = 3.0  # 19 apart
+    expected = whole(low, 4)
+    bands = []
+    real = F.interpolate
+    monkeypatch.setattr(edge_bands.F, "interpolate", lambda x, **k: bands.append(x.shape[-2]) or real(x, **k))
+    assert torch.equal(masks_from_edge_bands(low, 4), expected)
+    assert bands == [27, 12, 12]  # source rows 99-125; then 99-110 and 129-140

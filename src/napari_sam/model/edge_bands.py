@@ -31,6 +31,9 @@ SURE_ABOVE = 1e-30
 # weights) is upsampled whole, in one band: many bands would cost more. If every plane is like that, the
 # caller upsamples them all in one call (finding that out took 0.1 ms).
 MOST_ROWS = 0.5
+# Runs of edge rows this close are one band: each call of the kernel costs about as much as 8 more rows
+# (random weights' masks, edges in scattered rows, came out 128 bands per click and slower than whole).
+JOIN_GAP = 8
 # torch interpolates outputs whose height + width is at most 128 with another kernel (channels-last,
 # vectorised), whose rounding may differ from the one used on whole planes: bands stay above this.
 _OTHER_KERNEL_SIDES = 128
@@ -48,17 +51,16 @@ def masks_from_edge_bands(low_res: torch.Tensor, factor: int) -> torch.Tensor | 
         return None
     planes = low_res.reshape(B * C, n, m)
     inside, edge = _cell_rows(planes)
-    busy = edge.sum(-1) > MOST_ROWS * edge.shape[-1]
-    if busy.all():
+    bands = [_bands(rows, n) for rows in edge]
+    if all(b is None for b in bands):
         return None
     # Rows of cells without an edge are wholly in or wholly out: a cell surely in beside one surely out
     # would share a neighbour that is both.
     out = inside.repeat_interleave(factor, dim=1)[:, factor // 2:factor // 2 + factor * n]
     out = out[:, :, None].expand(B * C, factor * n, factor * m).contiguous()
     half = factor // 2
-    for p in torch.nonzero(edge.any(-1)).flatten().tolist():
-        runs = [(0, n)] if busy[p] else _runs(torch.nonzero(edge[p]).flatten().tolist())
-        for a0, a1 in runs:
+    for p, runs in enumerate(bands):
+        for a0, a1 in [(0, n)] if runs is None else runs:
             # Cell row a covers output rows factor*a - half .. factor*a + half - 1 and reads source rows
             # a - 1 and a (clamped at the plane's ends). The band reads one more row on each side, so
             # that its own ends, which torch clamps, are never among the rows kept.
@@ -85,12 +87,19 @@ def _both(rows: torch.Tensor) -> torch.Tensor:
     return torch.cat([rows[:, :1], rows[:, :-1] & rows[:, 1:], rows[:, -1:]], 1)
 
 
-def _runs(indices: list[int]) -> list[tuple[int, int]]:
-    """Sorted indices as (first, last) of each run of consecutive ones."""
+def _bands(edge_rows: torch.Tensor, n: int) -> list[tuple[int, int]] | None:
+    """(first, last) cell rows of each band of one plane: runs of rows with an edge, joined across gaps
+    of up to JOIN_GAP rows (a band's own cost is that of about 8 rows); None (the whole plane in one)
+    where the bands would cover more than MOST_ROWS of it."""
+    indices = torch.nonzero(edge_rows).flatten().tolist()
+    if not indices:
+        return []
     runs, start = [], indices[0]
     for prev, this in zip(indices, indices[1:]):
-        if this != prev + 1:
+        if this - prev > JOIN_GAP:
             runs.append((start, prev))
             start = this
     runs.append((start, indices[-1]))
+    if sum(a1 - a0 + 3 for a0, a1 in runs) > MOST_ROWS * (n + 1):  # + the two rows each band reads beyond
+        return None
     return runs
