@@ -12,7 +12,11 @@ a 28 ms click (three float32 planes of 4 MB upsampled, then compared), on a
 Here the "cells" are the blocks of output pixels that share one 2 x 2
 neighbourhood. Rows of cells that are all sure are written straight from
 their sign, and the rows of cells with an edge in them are interpolated as
-bands, by the same torch kernel on the same neighbours. Bilinear interpolation by a
+bands, by the same torch kernel on the same neighbours. An image half the
+encoder's input side (512 px for SAM) is one more step, the upsampled plane
+halved bilinearly: each halved row is the mean of two upsampled rows of one
+cell, so the same reasoning holds, and bands are halved as the whole plane
+would be (three masks of one nucleus at 512 px: 3.2 -> 1.0 ms with AVX2). Bilinear interpolation by a
 power-of-two factor is the same on a band of rows as on the whole plane
 (the band's weights are computed from exact binary fractions), so the
 result is identical bit for bit; tests/model/test_edge_bands.py checks it
@@ -39,37 +43,54 @@ JOIN_GAP = 8
 _OTHER_KERNEL_SIDES = 128
 
 
-def masks_from_edge_bands(low_res: torch.Tensor, factor: int) -> torch.Tensor | None:
-    """``F.interpolate(low_res, scale factor) > 0`` for (B, C, n, m) float CPU logits, or None where this
-    shortcut does not apply or would not pay (then the caller upsamples the whole plane).
+def masks_from_edge_bands(low_res: torch.Tensor, factor: int, size: tuple[int, int],
+                          halve: bool = False) -> torch.Tensor | None:
+    """The masks of (B, C, n, m) float CPU logits upsampled by ``factor`` and cropped to ``size`` (h, w),
+    each plane's ``F.interpolate(...)[:h, :w] > 0``; with ``halve``, of that crop resized bilinearly to
+    (h/2, w/2) (an image half the encoder's input side, 512 px for SAM). None where this shortcut does
+    not apply or would not pay: then the caller upsamples the whole plane.
 
-    It applies to float32 and bfloat16 logits, power-of-two factors and outputs wider than 128 pixels.
+    It applies to float32 and bfloat16 logits, power-of-two factors and masks wider than 128 pixels.
     """
     B, C, n, m = low_res.shape
+    h, w = size
+    H, W = (h // 2, w // 2) if halve else (h, w)
     if (low_res.device.type != "cpu" or low_res.dtype not in (torch.float32, torch.bfloat16) or factor < 2
-            or factor & (factor - 1) or factor * m <= _OTHER_KERNEL_SIDES or n < 2):
+            or factor & (factor - 1) or W <= _OTHER_KERNEL_SIDES or n < 2 or h > factor * n or w > factor * m
+            or (halve and (h % 2 or w % 2))):
         return None
     planes = low_res.reshape(B * C, n, m)
     inside, edge = _cell_rows(planes)
-    bands = [_bands(rows, n) for rows in edge]
+    # A plane with edges in most rows is whole at once, without looking for its runs (noise: 0.3 ms).
+    counts = edge.sum(-1).tolist()
+    bands = [None if c > MOST_ROWS * (n + 1) else _bands(rows, n) for rows, c in zip(edge, counts)]
     if all(b is None for b in bands):
         return None
     # Rows of cells without an edge are wholly in or wholly out: a cell surely in beside one surely out
-    # would share a neighbour that is both.
-    out = inside.repeat_interleave(factor, dim=1)[:, factor // 2:factor // 2 + factor * n]
-    out = out[:, :, None].expand(B * C, factor * n, factor * m).contiguous()
+    # would share a neighbour that is both. Halved, a row is the mean of two upsampled rows (2Y, 2Y + 1)
+    # with weights 1/2, and those two always lie in one cell.
     half = factor // 2
+    row_inside = inside.repeat_interleave(factor, dim=1)[:, half:half + h]
+    if halve:
+        row_inside = row_inside[:, ::2]
+    out = row_inside[:, :, None].expand(B * C, H, W).contiguous()
     for p, runs in enumerate(bands):
         for a0, a1 in [(0, n)] if runs is None else runs:
-            # Cell row a covers output rows factor*a - half .. factor*a + half - 1 and reads source rows
-            # a - 1 and a (clamped at the plane's ends). The band reads one more row on each side, so
-            # that its own ends, which torch clamps, are never among the rows kept.
+            # Cell row a covers upsampled rows factor*a - half .. factor*a + half - 1 and reads source
+            # rows a - 1 and a (clamped at the plane's ends). The band reads one more row on each side,
+            # so that its own ends, which torch clamps, are never among the rows kept. Its first and
+            # last rows are even: halving a band then pairs the same rows as halving the whole plane.
+            y0, y1 = max(factor * a0 - half, 0), min(factor * a1 + half, h)
+            if y0 >= y1:
+                continue  # rows of the padding, cropped away
             r0, r1 = max(a0 - 1, 0), min(a1 + 1, n)
             band = F.interpolate(planes[p, r0:r1][None, None], size=(factor * (r1 - r0), factor * m),
-                                 mode="bilinear", align_corners=False)[0, 0]
-            y0, y1 = max(factor * a0 - half, 0), min(factor * a1 + half, factor * n)
-            out[p, y0:y1] = band[y0 - factor * r0:y1 - factor * r0] > 0
-    return out.view(B, C, factor * n, factor * m)
+                                 mode="bilinear", align_corners=False)[:, :, y0 - factor * r0:y1 - factor * r0, :w]
+            if halve:
+                band = F.interpolate(band, size=((y1 - y0) // 2, W), mode="bilinear", align_corners=False)
+                y0, y1 = y0 // 2, y1 // 2
+            out[p, y0:y1] = band[0, 0] > 0
+    return out.view(B, C, H, W)
 
 
 def _cell_rows(planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,9 +20,9 @@ bounded peak:
   masks at once.
 
 Where the image is the resized input itself (its long side is the
-encoder's), only the rows along the masks' edges are upsampled
-(:mod:`napari_sam.model.edge_bands`): inside and outside an edge, the sign
-of the logits around a pixel already decides it.
+encoder's) or half of it, only the rows along the masks' edges are
+upsampled (:mod:`napari_sam.model.edge_bands`): inside and outside an edge,
+the sign of the logits around a pixel already decides it.
 
 The masks are written to CPU memory (where they end up anyway), so a GPU
 holds only one band.
@@ -81,15 +81,14 @@ def logits_at_input_size(low_res: torch.Tensor, side: int, input_size: tuple[int
     return _resize_planes(low_res, (side, side))[..., :h, :w]
 
 
-def _masks_at_input_size(low_res: torch.Tensor, side: int, input_size) -> torch.Tensor | None:
-    """``logits_at_input_size(...) > 0`` interpolating only along the masks' edges, or None where that
-    shortcut does not apply (:mod:`napari_sam.model.edge_bands`)."""
-    h, w = input_size
+def _masks_by_edge_bands(low_res: torch.Tensor, side: int, input_size, original_size) -> torch.Tensor | None:
+    """``upscale_logits(...) > 0`` interpolating only along the masks' edges, for images the size of the
+    encoder's input or half of it; None where that shortcut does not apply (:mod:`.edge_bands`)."""
+    (h, w), (H, W) = tuple(input_size), tuple(original_size)
     lh, lw = low_res.shape[-2:]
-    if lh != lw or side % lw:
+    if lh != lw or side % lw or ((H, W) != (h, w) and (2 * H, 2 * W) != (h, w)):
         return None
-    masks = masks_from_edge_bands(_crop_padding(low_res, side, h, w), side // lw)
-    return None if masks is None else masks[..., :h, :w].contiguous()
+    return masks_from_edge_bands(_crop_padding(low_res, side, h, w), side // lw, (h, w), halve=(H, W) != (h, w))
 
 
 def upscale_logits(low_res: torch.Tensor, side: int, input_size, original_size) -> torch.Tensor:
@@ -107,8 +106,8 @@ def masks_at_original_size(
 
     Raises MemoryError saying how much the plane needs when it does not fit.
     """
-    if not logits and tuple(input_size) == tuple(original_size):
-        masks = _masks_at_input_size(low_res, side, input_size)
+    if not logits:
+        masks = _masks_by_edge_bands(low_res, side, input_size, original_size)
         if masks is not None:
             return masks
     x = logits_at_input_size(low_res, side, input_size)
