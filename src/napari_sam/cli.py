@@ -75,6 +75,9 @@ def _add_train(subparsers) -> None:
     p.add_argument("--replay", type=float, default=0.0, metavar="FRACTION",
                    help="when fine-tuning on your images: draw this share of the samples from generated nuclei, "
                         "so the model keeps what it knew (default 0)")
+    p.add_argument("--crowded", type=float, default=0.0, metavar="FRACTION",
+                   help="draw this share of the generated nuclei crowded: many small nuclei pressed against "
+                        "brighter neighbours (default 0)")
     p.add_argument("--report", default=None, metavar="FILE",
                    help="write the held-out scores before and after, the held-out names, the tuned automatic "
                         "settings, the steps and the training minutes to this JSON file at the end")
@@ -106,6 +109,7 @@ def _run_train(args) -> int:
         restart=args.restart, half=args.half, save_every=args.save_every, log_every=args.log_every,
         position_scale=args.position_scale, full_size_loss=args.full_size_loss,
         held_out=args.held_out, report=args.report, replay=args.replay,
+        crowded=args.crowded,
     )
     try:
         train(options, log=lambda line: print(line, flush=True))

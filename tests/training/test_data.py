@@ -153,3 +153,76 @@ def test_small_label_ids_are_kept_as_they_are():
     labels[4:9, 4:9] = 12
     labels[20:25, 20:25] = 3
     assert np.array_equal(check_labels(labels, (32, 32)), labels.astype(np.int32))
+
+
+def _small_against_brighter(source, n, size=256):
+    """Over n draws: the share of nuclei under 200 px that touch (within one pixel) a brighter nucleus, and
+    the median nucleus area."""
+    from scipy import ndimage
+
+    hits, areas = [], []
+    for k in range(n):
+        image, labels = source.draw(np.random.default_rng([3, k]))
+        assert labels.shape == (size, size)
+        labels, image = labels.astype(np.int64), image.astype(np.float64)
+        count = int(labels.max()) + 1
+        area = np.bincount(labels.ravel(), minlength=count)
+        mean = np.bincount(labels.ravel(), weights=image.ravel(), minlength=count) / np.maximum(area, 1)
+        for obj in np.flatnonzero(area[1:]) + 1:
+            mask = labels == obj
+            ring = ndimage.binary_dilation(mask) & ~mask
+            near = set(np.unique(labels[ring])) - {0, obj}
+            hits.append(area[obj] < 200 and any(mean[o] > mean[obj] for o in near))
+            areas.append(area[obj])
+    return float(np.mean(hits)), float(np.median(areas))
+
+
+def test_crowded_samples_press_small_nuclei_against_brighter_ones():
+    plain_share, plain_area = _small_against_brighter(GeneratedSource(), 10)
+    crowded_share, crowded_area = _small_against_brighter(GeneratedSource(crowded=1.0), 10)
+    assert crowded_share > 2 * plain_share + 0.1  # the case the demo model got wrong, far more often
+    assert crowded_area < 0.75 * plain_area  # and smaller
+    assert "100 % crowded" in GeneratedSource(crowded=1.0).description
+
+
+def test_crowded_share_is_drawn_per_sample():
+    """With share 0.5 a sample is crowded exactly when its first number falls below 0.5: then it is the
+    sample an always-crowded source draws from the same numbers."""
+    half, always = GeneratedSource(size=64, crowded=0.5), GeneratedSource(size=64, crowded=1.0)
+    crowded = []
+    for k in range(30):
+        coin = np.random.default_rng([9, k]).random()
+        same = np.array_equal(half.draw(np.random.default_rng([9, k]))[1], always.draw(np.random.default_rng([9, k]))[1])
+        assert same == (coin < 0.5)
+        crowded.append(same)
+    assert 5 < sum(crowded) < 25
+
+
+def test_without_crowding_the_generated_stream_is_unchanged():
+    """crowded=0 draws no extra number: a 2D sample is the training pairs' stream right after the 3D coin."""
+    from napari_sam.synthetic import iter_training_pairs
+
+    checked = 0
+    for k in range(12):
+        rng = np.random.default_rng([5, k])
+        coin = np.random.default_rng([5, k]).random()
+        image, labels = GeneratedSource(size=64, crowded=0.0).draw(rng)
+        if coin < GeneratedSource().fraction_3d:
+            continue
+        expected_rng = np.random.default_rng([5, k])
+        expected_rng.random()
+        exp_image, exp_labels = next(iter_training_pairs(seed=expected_rng, size=64, count=1))
+        assert np.array_equal(image, exp_image) and np.array_equal(labels, exp_labels)
+        checked += 1
+    assert checked >= 6
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5, True, "half"])
+def test_crowded_must_be_a_share(share):
+    with pytest.raises(ValueError, match="--crowded"):
+        GeneratedSource(crowded=share)
+
+
+def test_open_source_passes_the_crowded_share():
+    assert open_source("generated", crowded=0.3).crowded == 0.3
+    assert open_source("generated").crowded == 0.0

@@ -110,3 +110,11 @@ def test_replay_mixes_generated_nuclei_into_the_samples(tmp_path):
     assert "25 % of samples generated nuclei" in mixed.description
     with pytest.raises(ValueError, match="--replay"):
         train(options(tmp_path, "generated", replay=1.0), log=lambda line: None)
+
+
+def test_crowded_is_refused_where_no_nuclei_are_generated(tmp_path):
+    data = labelled_folder(tmp_path / "series", 3)
+    with pytest.raises(ValueError, match="--crowded changes generated nuclei"):
+        train(options(tmp_path, data, crowded=0.5), log=lambda line: None)
+    with pytest.raises(ValueError, match="--crowded must be"):
+        train(options(tmp_path, "generated", crowded=2.0), log=lambda line: None)

@@ -162,3 +162,14 @@ def test_running_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(loop, "interactive_loss", hungry)
     line = run_failing(capsys, ["--out", str(tmp_path / "m.pt"), *TINY])
     assert "memory" in line and "40 GB" in line
+
+
+def test_crowded_flag_reaches_the_generated_source_and_the_provenance(tmp_path, capsys):
+    from napari_sam.training.checkpoints import read_provenance
+
+    out = tmp_path / "m.pt"
+    assert main(["train", "--out", str(out), *TINY, "--crowded", "1"]) == 0
+    assert "generated nuclei, 100 % crowded" in capsys.readouterr().out
+    assert read_provenance(out)["crowded"] == 1.0
+    line = run_failing(capsys, ["--out", str(tmp_path / "n.pt"), *TINY, "--crowded", "1.5"])
+    assert "--crowded must be" in line

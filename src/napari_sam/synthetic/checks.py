@@ -65,12 +65,12 @@ def _check_number(name: str, value, low: float, high: float = np.inf, low_open: 
     return value
 
 
-def _check_pair(name: str, pair, low: float, high: float = np.inf) -> tuple[float, float]:
-    """A (min, max) pair with low < min <= max <= high."""
+def _check_pair(name: str, pair, low: float, high: float = np.inf, low_open: bool = True) -> tuple[float, float]:
+    """A (min, max) pair with low < min <= max <= high (low <= min with ``low_open=False``)."""
     if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
         raise TypeError(f"{name} must be a (min, max) pair of numbers, got {pair!r}")
-    a = _check_number(name, pair[0], low, high, low_open=True)
-    b = _check_number(name, pair[1], low, high, low_open=True)
+    a = _check_number(name, pair[0], low, high, low_open=low_open)
+    b = _check_number(name, pair[1], low, high, low_open=low_open)
     if a > b:
         raise ValueError(f"{name} must have min <= max, got {pair!r}")
     return a, b

@@ -27,6 +27,8 @@ def iter_training_pairs(
     *,
     n_objects=(3, 25),
     radius_range=(6.0, 30.0),
+    touching_range=(0.0, 0.7),
+    brightness_range=(0.3, 0.8),
     cells_fraction=0.0,
     count=None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -43,6 +45,10 @@ def iter_training_pairs(
         The same seed gives the same stream.
     size : int or (rows, columns)
     dtypes : sequence of uint8 / uint16 / float32
+    touching_range : (min, max)
+        Each pair's chance that a nucleus is pressed against another is drawn from it.
+    brightness_range : (min, max)
+        Per-nucleus brightness (make_nuclei_2d); a wider range gives more contrast between neighbours.
     count : None or int
         Number of pairs; None streams forever.
     """
@@ -54,6 +60,8 @@ def iter_training_pairs(
     n_objects_low, n_objects_high = _check_count(n_objects)
     # Cells are bigger than nuclei and fewer fit in a field.
     radius_range = _check_pair("radius_range", radius_range, 0.0)
+    touching_range = _check_pair("touching_range", touching_range, 0.0, 1.0, low_open=False)
+    brightness_range = _check_pair("brightness_range", brightness_range, 0.0, 1.0)
     cell_radii = (radius_range[0] * 2.0, radius_range[1] * 1.2)
     cell_count = (max(1, n_objects_low // 2), max(1, n_objects_high // 2))
     _check_number("cells_fraction", cells_fraction, 0.0, 1.0)
@@ -70,14 +78,14 @@ def iter_training_pairs(
                 photons=float(np.exp(rng.uniform(np.log(30.0), np.log(2000.0)))),
                 background=rng.uniform(0.02, 0.2),
                 gradient=rng.uniform(0.0, 0.12),
-                touching=rng.uniform(0.0, 0.7),
+                touching=rng.uniform(*touching_range),
             )
             pair_seed = int(rng.integers(2**63))
             if rng.random() < cells_fraction:
                 yield make_cells_2d(shape, cell_count, pair_seed, dtype, radius_range=cell_radii, **imaging)
             else:
                 yield make_nuclei_2d(shape, n_objects, pair_seed, dtype, radius_range=radius_range,
-                                     texture=rng.uniform(0.0, 0.3), **imaging)
+                                     brightness_range=brightness_range, texture=rng.uniform(0.0, 0.3), **imaging)
             produced += 1
 
     return stream()

@@ -110,6 +110,7 @@ def provenance(options, held_names) -> dict:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "held_out": list(held_names),
         "replay": float(getattr(options, "replay", 0.0)),
+        "crowded": float(getattr(options, "crowded", 0.0)),
     }
 
 

@@ -26,7 +26,7 @@ from napari_sam.model.device import TRAINING_PRECISIONS, pick_device, pick_preci
 from ..auto.recommended import recommended_settings, with_auto_settings
 from . import checkpoints
 from .config import training_config
-from .data import draw_prepared, encoder_batch, open_source
+from .data import GeneratedSource, draw_prepared, encoder_batch, open_source
 from .held_out import HeldOut, check_report_path, provenance, write_report
 from .replay import MixedSource
 from .initial import describe_config, initial_model, same_architecture
@@ -79,6 +79,9 @@ class TrainOptions:
     held_out: float = 0.0
     report: str | Path | None = None  # JSON file of the held-out scores, written at the end
     replay: float = 0.0  # share of the samples drawn from generated nuclei (see .replay)
+    # Share of the generated samples (``--data generated``, or those of --replay) drawn crowded: small nuclei
+    # pressed against brighter ones (see .data.CROWDED_TOUCHING); 0 keeps the ordinary draw.
+    crowded: float = 0.0
 
 
 @dataclass
@@ -113,6 +116,10 @@ def _check_options(o: TrainOptions) -> None:
         raise ValueError(f"--held-out must be a share of the labelled images in [0, 1) (0: none), got {o.held_out!r}")
     if not (isinstance(o.replay, (int, float)) and not isinstance(o.replay, bool) and 0 <= o.replay < 1):
         raise ValueError(f"--replay must be a share of the samples in [0, 1) (0: none), got {o.replay!r}")
+    if not (isinstance(o.crowded, (int, float)) and not isinstance(o.crowded, bool) and 0 <= o.crowded <= 1):
+        raise ValueError(f"--crowded must be a share of the generated samples in [0, 1] (0: none), got {o.crowded!r}")
+    if o.crowded and not (o.data == "generated" or o.replay):
+        raise ValueError("--crowded changes generated nuclei: use it with --data generated or with --replay")
     if o.resume and o.restart:
         raise ValueError("--resume and --restart contradict each other; pass one of them")
 
@@ -179,12 +186,12 @@ def train(options: TrainOptions, log=print) -> TrainResult:
         keep_freed_memory()
     compute_dtype = pick_precision(o.precision, device)
     report = check_report_path(o.report) if o.report is not None else None
-    source = open_source(o.data)
+    source = open_source(o.data, crowded=o.crowded)
     held = HeldOut(source, o.held_out) if o.held_out else None
     if held is not None:
         source = held.training_source
     if o.replay:
-        source = MixedSource(source, o.replay)
+        source = MixedSource(source, o.replay, generated=GeneratedSource(crowded=o.crowded))
     resumed = None
     if partial.exists():
         resumed = checkpoints.load_training_state(partial)
