@@ -209,7 +209,7 @@ for _info in (
         model_type="custom",
         package_file="models/demo_nuclei.pt",
         size=3_963_563,
-        hash="sha256:4728a235a75bb80116f1698acf41342a5e8c31754b7fa124025fd2fa94f24357",
+        hash="sha256:88df018e74cfa41cf74e59f1e03c5f9f7469705e434a12a6b93b21a19e075637",
         filename="demo_nuclei.pt",
         description=(
             "Demo model trained on generated nuclei only — for trying the plugin offline; "
