@@ -91,6 +91,26 @@ def test_proposals_on_the_users_objects_are_not_shown(generator, decoded_plane):
     assert plane_proposals(generator, decoded_plane, existing=user).ids == []
 
 
+def test_a_proposal_partly_on_a_users_object_is_shown_only_off_it(generator, decoded_plane):
+    proposals = plane_proposals(generator, decoded_plane)
+    biggest = max(proposals.ids, key=lambda i: np.count_nonzero(proposals.labels == i))
+    pixels = np.argwhere(proposals.labels == biggest)
+    user = np.zeros(proposals.labels.shape, np.uint32)
+    part = pixels[: len(pixels) * 3 // 10]  # 30 % of it: under the share that counts as found
+    user[part[:, 0], part[:, 1]] = 7
+    found = plane_proposals(generator, decoded_plane, existing=user)
+    assert np.count_nonzero(found.shown[user > 0]) == 0 and found.at(part[0]) == 0
+    rest = (proposals.labels == biggest) & (user == 0)
+    assert np.count_nonzero(found.shown[rest]) == np.count_nonzero(rest)  # the rest of it is still proposed
+    # Accepting writes only the free part; with overwriting asked for, the whole proposal.
+    label = int(found.labels[tuple(part[0])])
+    kept, replaced = user.copy(), user.copy()
+    apply_change(kept, found.accept(user, [label]))
+    assert np.all(kept[user > 0] == 7) and np.all(kept[rest] > 0)
+    apply_change(replaced, found.accept(user, [label], overwrite=True))
+    assert np.all(replaced[tuple(part.T)] != 7)
+
+
 def test_what_cannot_be_done_is_said(generator, decoded_plane):
     image, _, _ = decoded_plane
     proposals = Proposals(generator, PLANE, image.shape)

@@ -9,7 +9,7 @@ For a stack every slice is decoded, and its objects are linked through z
 
 Nothing the user made is touched here. Proposals lying mostly (at least half)
 on objects already in the user's labels are not shown (``existing``): they
-are found. Nor are those lying mostly where the user deleted a proposal. Accepting plans one change of the user's labels
+are found; the others are drawn off those objects (``shown``). Nor are those lying mostly where the user deleted a proposal. Accepting plans one change of the user's labels
 (:func:`napari_sam.commit.plan_labelled`: one undo step, committed objects
 kept unless ``overwrite``); what was accepted or deleted is not proposed
 again when the thresholds change. Thread-safe: a background job adds slices
@@ -153,6 +153,14 @@ class Proposals:
 
     # ------------------------------------------------------------------ the user's answer
     @property
+    def shown(self) -> np.ndarray:
+        """``labels`` as drawn: never over the user's objects. A proposal partly on one (their nucleus
+        merged with a neighbour) shows its free part, which is all that accepting writes there unless
+        overwriting is asked for; the user's object is not proposed again."""
+        existing = self._existing
+        return self.labels if existing is None else np.where(existing > 0, 0, self.labels).astype(self.labels.dtype)
+
+    @property
     def ids(self) -> list[int]:
         """The proposals' labels, as ``labels`` shows them."""
         return [int(i) for i in np.unique(self.labels[self.labels > 0])]
@@ -186,7 +194,7 @@ class Proposals:
         pos = tuple(int(round(p)) for p in position)
         if len(pos) != self.labels.ndim or any(not 0 <= p < n for p, n in zip(pos, self.labels.shape)):
             return 0
-        return int(self.labels[pos])
+        return int(self.shown[pos])
 
     def accept(self, labels, ids=None, *, overwrite: bool = False) -> LabelChange:
         """The change that writes proposals ``ids`` (None: all) into the user's ``labels`` as new objects.

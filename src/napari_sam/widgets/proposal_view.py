@@ -38,7 +38,7 @@ class ProposalView:
         self.proposals = None
 
     def show(self, image, proposals, labels=None) -> None:
-        """Draw ``proposals`` (None: clear) of ``image``; ``labels``: their label image if not ``proposals.labels``."""
+        """Draw ``proposals`` (None: clear) of ``image``; ``labels``: their label image if not ``proposals.shown``."""
         self.proposals = proposals
         if self.layer is None or self.layer not in self.viewer.layers:
             self.layer = L.proposals_layer(self.viewer, image)
@@ -46,7 +46,7 @@ class ProposalView:
         data = np.zeros_like(self.layer.data)
         sure, doubtful = [], []
         if proposals is not None:
-            data[proposals.index] = proposals.labels if labels is None else labels
+            data[proposals.index] = proposals.shown if labels is None else labels
             sure = proposals.confident_ids
             chosen = set(sure)
             doubtful = [i for i in proposals.ids if i not in chosen]
