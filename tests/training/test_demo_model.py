@@ -24,7 +24,7 @@ def test_demo_is_registered_with_the_checksum_of_the_shipped_file():
     assert info.package_file == "models/demo_nuclei.pt"
     assert info.hash_algorithm == "sha256"
     assert file_sha256(DEMO_FILE) == info.hash_hex
-    assert DEMO_FILE.stat().st_size < 10_000_000  # small enough to ship
+    assert DEMO_FILE.stat().st_size == info.size < 10_000_000  # the size users are told; small enough to ship
     assert "generated nuclei only" in info.description
 
 

@@ -208,7 +208,7 @@ for _info in (
         name="demo",
         model_type="custom",
         package_file="models/demo_nuclei.pt",
-        size=3_963_563,
+        size=3_963_883,
         hash="sha256:88df018e74cfa41cf74e59f1e03c5f9f7469705e434a12a6b93b21a19e075637",
         filename="demo_nuclei.pt",
         description=(
