@@ -40,6 +40,7 @@ def test_find_refilter_accept_and_undo(make_everything, qtbot, everything_errors
     qtbot.waitUntil(lambda: len(ids(layer)) < len(found), timeout=5000)
     widget.form.set(pred_iou_thresh=0.6)
     qtbot.waitUntil(lambda: ids(layer) == found, timeout=5000)
+    assert (layer.data[painted] > 0).mean() < 0.5  # re-filtered proposals are drawn off it too
 
     before = np.array(labels.data)
     assert widget.accept()

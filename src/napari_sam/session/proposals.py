@@ -5,14 +5,16 @@ slice and kept (:class:`~napari_sam.auto.DecodedGrid`); new thresholds
 re-filter what is kept without the model, so the dock's sliders answer at once.
 For a stack every slice is decoded, and its objects are linked through z
 (:func:`napari_sam.auto.stack.link_slices`). The proposals are one label image
-(a plane, or a stack), ``labels``, that a dock shows as it is.
+(a plane, or a stack), ``labels``; a dock draws ``shown``, the same image off
+the user's objects.
 
 Nothing the user made is touched here. Proposals lying mostly (at least half)
 on objects already in the user's labels are not shown (``existing``): they
-are found; the others are drawn off those objects (``shown``). Nor are those lying mostly where the user deleted a proposal. Accepting plans one change of the user's labels
-(:func:`napari_sam.commit.plan_labelled`: one undo step, committed objects
-kept unless ``overwrite``); what was accepted or deleted is not proposed
-again when the thresholds change. Thread-safe: a background job adds slices
+are found; the others are drawn off those objects. Nor are those lying
+mostly where the user deleted a proposal. Accepting plans one change of the
+user's labels (:func:`napari_sam.commit.plan_labelled`: one undo step,
+committed objects kept unless ``overwrite``); what was accepted or deleted is
+not proposed again when the thresholds change. Thread-safe: a background job adds slices
 while the main thread reads ``labels``.
 
 Each proposal is confident or unsure (:mod:`.confidence`): ``confident_ids``
@@ -194,7 +196,9 @@ class Proposals:
         pos = tuple(int(round(p)) for p in position)
         if len(pos) != self.labels.ndim or any(not 0 <= p < n for p, n in zip(pos, self.labels.shape)):
             return 0
-        return int(self.shown[pos])
+        if self._existing is not None and self._existing[pos] > 0:
+            return 0  # the user's object: no proposal is drawn there (``shown``)
+        return int(self.labels[pos])
 
     def accept(self, labels, ids=None, *, overwrite: bool = False) -> LabelChange:
         """The change that writes proposals ``ids`` (None: all) into the user's ``labels`` as new objects.

@@ -182,16 +182,17 @@ class EverythingWidget(QWidget):
         if self.proposals is None or self.jobs.running:
             return
         try:
-            self._show_proposals(self.proposals, self.proposals.refilter(**self.form.thresholds()))
+            self.proposals.refilter(**self.form.thresholds())
+            self._show_proposals(self.proposals)
         except ValueError as err:
             self.fail(str(err))
             return
         self.status.show_status(f"{len(self.proposals.ids)} proposals at these thresholds, "
                                 f"{len(self.proposals.confident_ids)} confident.")
 
-    def _show_proposals(self, proposals, labels=None) -> None:
+    def _show_proposals(self, proposals) -> None:
         if self.link is not None and not self.link.closed:
-            self.view.show(self.link.image, proposals, labels)
+            self.view.show(self.link.image, proposals)
 
     # ------------------------------------------------------------------ the user's answer
     def _usable(self) -> str | None:

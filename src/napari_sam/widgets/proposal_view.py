@@ -37,8 +37,8 @@ class ProposalView:
         self.layer = None
         self.proposals = None
 
-    def show(self, image, proposals, labels=None) -> None:
-        """Draw ``proposals`` (None: clear) of ``image``; ``labels``: their label image if not ``proposals.shown``."""
+    def show(self, image, proposals) -> None:
+        """Draw ``proposals`` (None: clear) of ``image``, as ``proposals.shown`` has them."""
         self.proposals = proposals
         if self.layer is None or self.layer not in self.viewer.layers:
             self.layer = L.proposals_layer(self.viewer, image)
@@ -46,7 +46,7 @@ class ProposalView:
         data = np.zeros_like(self.layer.data)
         sure, doubtful = [], []
         if proposals is not None:
-            data[proposals.index] = proposals.shown if labels is None else labels
+            data[proposals.index] = proposals.shown
             sure = proposals.confident_ids
             chosen = set(sure)
             doubtful = [i for i in proposals.ids if i not in chosen]
