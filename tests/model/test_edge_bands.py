@@ -31,6 +31,15 @@ def halved(low, size):
     return down.view(*low.shape[:2], size[0] // 2, size[1] // 2) > 0
 
 
+@pytest.fixture
+def taken(monkeypatch):
+    """A list that grows by one each time postprocess takes the edge bands."""
+    calls = []
+    real = postprocess.masks_from_edge_bands
+    monkeypatch.setattr(postprocess, "masks_from_edge_bands", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
 def whole(low, factor):
     n, m = low.shape[-2:]
     return F.interpolate(low.reshape(-1, 1, n, m), size=(factor * n, factor * m), mode="bilinear",
@@ -141,10 +150,7 @@ def test_where_the_shortcut_does_not_apply_it_says_so(case):
 
 
 @pytest.mark.parametrize("size", [(256, 256), (256, 193), (140, 256)])
-def test_masks_at_the_input_size_take_the_shortcut_and_match(size, monkeypatch):
-    taken = []
-    real = postprocess.masks_from_edge_bands
-    monkeypatch.setattr(postprocess, "masks_from_edge_bands", lambda *a, **k: taken.append(1) or real(*a, **k))
+def test_masks_at_the_input_size_take_the_shortcut_and_match(size, taken):
     low = blobs((1, 3, 64, 64), seed=sum(size))
     got = masks_at_original_size(low, 256, size, size)
     assert taken == [1]
@@ -153,10 +159,7 @@ def test_masks_at_the_input_size_take_the_shortcut_and_match(size, monkeypatch):
 
 
 @pytest.mark.parametrize("side, image", [(256, (256, 190)), (512, (256, 190))])  # the input's size, half of it
-def test_a_click_gives_the_masks_of_the_whole_plane_path(side, image, monkeypatch):
-    taken = []
-    real = postprocess.masks_from_edge_bands
-    monkeypatch.setattr(postprocess, "masks_from_edge_bands", lambda *a, **k: taken.append(1) or real(*a, **k))
+def test_a_click_gives_the_masks_of_the_whole_plane_path(side, image, taken):
     torch.manual_seed(0)
     model = build_sam(tiny_config(side)).eval()
     p = SamPredictor(model, device="cpu", precision="fp32")
@@ -203,10 +206,7 @@ def test_a_crop_of_the_upsampled_plane():
 
 
 @pytest.mark.parametrize("original", [(512, 512), (512, 350), (300, 512)])
-def test_masks_of_an_image_half_the_input_take_the_shortcut_and_match(original, monkeypatch):
-    taken = []
-    real = postprocess.masks_from_edge_bands
-    monkeypatch.setattr(postprocess, "masks_from_edge_bands", lambda *a, **k: taken.append(1) or real(*a, **k))
+def test_masks_of_an_image_half_the_input_take_the_shortcut_and_match(original, taken):
     low = blobs((1, 3, 256, 256), seed=sum(original))
     size = (2 * original[0], 2 * original[1])
     got = masks_at_original_size(low, 1024, size, original)
