@@ -53,3 +53,37 @@ def test_global_attention_in_bf16_on_the_cpu_takes_the_folded_path_and_agrees_wi
         got = att.bfloat16().attend(qkv.bfloat16()).float()
     assert calls == [1]
     assert (got - expected).norm() / expected.norm() < 2e-2
+
+
+@pytest.mark.parametrize("budget_rows, expected_rows", [(300, 256), (700, 512), (200, 200), (5000, 1600)])
+def test_float32_global_attention_in_blocks_of_query_rows_gives_the_written_out_attention(
+        monkeypatch, budget_rows, expected_rows):
+    """The mask is built for blocks of query rows, rounded down to a multiple of _QUERY_ROWS where the
+    budget allows more; every block, the shorter last one included, gives the written-out attention."""
+    torch.manual_seed(0)
+    grid, heads, hd = 40, 2, 8  # 1600 tokens: 256-row blocks leave a last block of 64
+    att = Attention(heads * hd, heads, (grid, grid)).eval()
+    torch.nn.init.normal_(att.rel_pos_h, std=0.5)
+    torch.nn.init.normal_(att.rel_pos_w, std=0.5)
+    N = grid * grid
+    monkeypatch.setattr(image_encoder, "_MAX_BIAS_BYTES", budget_rows * heads * N * 4)
+    blocks = []
+    real_sdpa = image_encoder.F.scaled_dot_product_attention
+
+    def counting_sdpa(q, *args, **kwargs):
+        blocks.append(q.shape[2])
+        return real_sdpa(q, *args, **kwargs)
+
+    monkeypatch.setattr(image_encoder.F, "scaled_dot_product_attention", counting_sdpa)
+    qkv = torch.randn(1, grid, grid, 3 * heads * hd)
+    with torch.inference_mode():
+        got = att.attend(qkv)
+    assert blocks[0] == expected_rows and sum(blocks) == N
+    q, k, v = qkv.reshape(1, N, 3, heads, hd).permute(2, 0, 3, 1, 4)
+    table_h = image_encoder.relative_position_table(att.rel_pos_h.detach(), grid)
+    table_w = image_encoder.relative_position_table(att.rel_pos_w.detach(), grid)
+    g = q.reshape(1, heads, grid, grid, hd)
+    bias_h = torch.einsum("bnhwc,hkc->bnhwk", g, table_h).reshape(1, heads, N, grid, 1)
+    bias_w = torch.einsum("bnhwc,wkc->bnhwk", g, table_w).reshape(1, heads, N, 1, grid)
+    expected = written_out(q, k, v, bias_h, bias_w).transpose(1, 2).reshape(1, grid, grid, heads * hd)
+    assert torch.allclose(got.double(), expected, atol=1e-5)
