@@ -173,3 +173,18 @@ def test_crowded_flag_reaches_the_generated_source_and_the_provenance(tmp_path, 
     assert read_provenance(out)["crowded"] == 1.0
     line = run_failing(capsys, ["--out", str(tmp_path / "n.pt"), *TINY, "--crowded", "1.5"])
     assert "--crowded must be" in line
+
+
+def test_the_provenance_holds_what_repeating_the_run_needs(tmp_path):
+    from napari_sam.training.checkpoints import read_provenance
+
+    out = tmp_path / "m.pt"
+    args = ["--size", "tiny", "--steps", "1", "--batch-size", "2", "--objects", "1", "--rounds", "2",
+            "--device", "cpu", "--seed", "7", "--lr", "1e-4", "--full-size-loss", "0.5", "--half",
+            "--precision", "fp32"]
+    assert main(["train", "--out", str(out), *args]) == 0
+    found = read_provenance(out)
+    assert {k: found[k] for k in ("seed", "lr", "rounds", "batch_size", "objects_per_image", "full_size_loss",
+                                   "precision", "half", "steps")} == {
+        "seed": 7, "lr": 1e-4, "rounds": 2, "batch_size": 2, "objects_per_image": 1, "full_size_loss": 0.5,
+        "precision": "fp32", "half": True, "steps": 1}

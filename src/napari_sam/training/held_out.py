@@ -111,6 +111,15 @@ def provenance(options, held_names) -> dict:
         "held_out": list(held_names),
         "replay": float(getattr(options, "replay", 0.0)),
         "crowded": float(getattr(options, "crowded", 0.0)),
+        # The rest of what a run needs to be repeated (the README's recipe for the demo model).
+        "seed": int(options.seed),
+        "lr": float(options.lr),
+        "rounds": int(options.rounds),
+        "batch_size": int(options.batch_size),
+        "objects_per_image": int(options.objects_per_image),
+        "full_size_loss": float(options.full_size_loss),
+        "precision": str(options.precision),
+        "half": bool(options.half),
     }
 
 
