@@ -20,7 +20,6 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QLabel,
     QPushButton,
     QRadioButton,
     QSpinBox,
@@ -32,7 +31,7 @@ from ..session import EngineRegistry, EmbeddingSource, Workspace
 from .hub import hub_for
 from .image_choice import ImageChoice
 from .model_form import ModelRows, is_local
-from .status import StatusLine, scrolling_body
+from .status import HelpText, StatusLine, scrolling_body
 
 KEYS_HELP = """\
 Mouse (layer "SAM points", add mode): click = point on the object (green);
@@ -122,9 +121,7 @@ class AnnotatorWidget(QWidget):
         self.cancel_button.setToolTip("Stop waiting for the embedding of this slice (one already running finishes and is kept)")
         self.cancel_button.setEnabled(False)
         self.status = StatusLine("Choose an image and a model.")
-        help_label = QLabel(KEYS_HELP)
-        help_label.setWordWrap(True)
-        help_label.setStyleSheet("font-size: small")
+        help_label = HelpText(KEYS_HELP)
         body.addWidget(self.cancel_button)
         body.addWidget(self.status)
         body.addWidget(help_label)

@@ -5,7 +5,9 @@ same :class:`~.link.ImageLink`, hence one session, one model choice, one set
 of prompts and one "SAM labels". The hub also owns the viewer-wide keys
 (C, Shift-C, T, E when another layer than ours is selected: they act on the
 image last chosen in a dock) and closes a session when its image layer is
-removed, so nothing keeps computing for an image that is gone.
+removed, so nothing keeps computing for an image that is gone. While a dock
+is open, a view that showed the whole image stays whole when the docks narrow
+the canvas (:mod:`.view_fit`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ..session import Job, Lane, Workspace, shared_workspace
 from .events import disconnect_quietly
 from .link import ImageLink
 from .tasks import MainThreadPost
+from .view_fit import WholeImageInView
 
 # By identity: napari's viewer models compare equal by their fields, so two viewers may be "equal".
 _hubs: dict[int, tuple] = {}  # id(viewer) -> (weak reference to the viewer, its hub)
@@ -62,6 +65,7 @@ class SessionHub:
             except (TypeError, ValueError):  # older napari: no overwrite argument
                 viewer.bind_key(key, func)
         viewer.layers.events.removed.connect(self._on_layer_removed)
+        self._view_fit = WholeImageInView(viewer)  # the docks take their width from the canvas
         app = QCoreApplication.instance()
         if app is not None:  # napari is quitting: start nothing new
             app.aboutToQuit.connect(self.close)
@@ -123,6 +127,7 @@ class SessionHub:
             except (TypeError, ValueError, KeyError):
                 pass
         disconnect_quietly(self.viewer.layers.events.removed, self._on_layer_removed)
+        self._view_fit.close()
 
 
 def notify_user(level: str, text: str) -> None:

@@ -17,6 +17,10 @@ class ImageChoice:
         self.viewer, self.combo, self.on_chosen, self.accept = viewer, combo, on_chosen, accept
         self.chosen = None
         self._named: list = []
+        # A long layer name ("SAM demo: nuclei stack (generated)") must not widen the dock and so
+        # take width from the canvas: the combo shows 12 characters and elides the rest.
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(12)
         combo.currentTextChanged.connect(self._on_text)
         viewer.layers.events.inserted.connect(self.refresh)
         viewer.layers.events.removed.connect(self.refresh)

@@ -30,6 +30,17 @@ class StatusLine(QLabel):
         self.setToolTip(text)
 
 
+class HelpText(QLabel):
+    """Small word-wrapped help that takes the dock's width instead of widening the dock to its longest line."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.setWordWrap(True)
+        self.setStyleSheet("font-size: small")
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+        self.setMinimumWidth(10)
+
+
 def scrolling_body(dock: QWidget) -> QVBoxLayout:
     """Give ``dock`` a scrollable body and return its layout, so a narrow or short dock crushes nothing."""
     outer = QVBoxLayout(dock)
