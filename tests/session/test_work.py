@@ -76,6 +76,16 @@ def test_decodes_go_inline_while_quick_and_probe_again_from_the_background():
     assert timer.estimate is not None and timer.estimate < 0.04
 
 
+def test_by_default_a_decode_as_slow_as_an_avx2_laptops_stays_inline():
+    from napari_sam.session.work import DecodeTimer
+
+    timer = DecodeTimer()
+    timer.estimate = 0.054  # vit_b at 512 px on a 2-core AVX2 CPU under software OpenGL: 33-60 ms
+    assert timer.inline()
+    timer.estimate = 0.09  # slower than a click may take: the background keeps napari drawing
+    assert not timer.inline()
+
+
 def test_background_lanes_run_at_a_lower_priority():
     import os
 

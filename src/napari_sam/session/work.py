@@ -204,8 +204,11 @@ class DecodeTimer:
     is slow (a busy laptop CPU, a large model), but on a quick machine it is
     slower than decoding where the click arrives: the two threads share
     Python's lock with napari's drawing, and the click is drawn before its
-    candidates. Measured here (vit_b, 2-core CPU): 20 ms per click on napari's
-    thread, 29 ms in another thread, and 55-67 ms while napari draws.
+    candidates. Measured (vit_b, 512 px, 2-core CPUs): on an AVX512-BF16 Xeon
+    20 ms per click on napari's thread, 29 ms in another thread and 55-67 ms
+    while napari draws; on an AVX2-only EPYC under software OpenGL 33-60 ms on
+    napari's thread and 105-190 ms in the background, where the decoder's
+    threads share the two cores with the rasterizer's.
 
     Only inline decodes are timed (a background one's time says more about
     napari's drawing than about the decoder). The first decode is inline, as
@@ -215,7 +218,9 @@ class DecodeTimer:
     machine that became quiet goes back to the quick path.
     """
 
-    def __init__(self, quick_s: float = 0.04, weight: float = 0.3, probe_every: int = 20) -> None:
+    # Inline up to 60 ms: within the 100 ms a click may take, and clear of the AVX2 machine's 33-60 ms
+    # (at 40 ms one 42 ms decode sent every later click there to the background, 160-290 ms each).
+    def __init__(self, quick_s: float = 0.06, weight: float = 0.3, probe_every: int = 20) -> None:
         self.quick_s, self.weight, self.probe_every = quick_s, weight, probe_every
         self.estimate: float | None = None  # seconds: a moving average of recent inline decodes
         self._in_background = 0
