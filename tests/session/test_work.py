@@ -53,6 +53,22 @@ def test_a_closed_lane_starts_nothing():
     assert seen == []
 
 
+def test_a_lane_keeps_one_worker_thread_and_closing_ends_it():
+    # A new thread per job made each decode ~30 ms slower (its compute threads and buffers made anew).
+    loop, seen = ManualLoop(), []
+    lane = Lane("t", loop)
+    for i in range(3):  # one after the other, the lane idle in between
+        lane.submit(Job(threading.get_ident, done=seen.append))
+        loop.run_until(lambda: len(seen) == i + 1 and not lane.is_busy)
+        assert lane.join(5)
+    assert len(seen) == 3 and len(set(seen)) == 1 and seen[0] != threading.get_ident()
+    worker = next(t for t in threading.enumerate() if t.ident == seen[0])
+    assert worker.name.startswith("napari-sam t") and not worker.daemon  # Python waits for it at exit
+    lane.close()
+    worker.join(5)
+    assert not worker.is_alive()
+
+
 def test_a_post_that_fails_after_shutdown_is_swallowed():
     def gone(callback, value):
         raise RuntimeError("wrapped C/C++ object has been deleted")
