@@ -109,6 +109,10 @@ def run_on_cluster(client, items: list[Input], spec: JobSpec, out: Path, job: Ca
     out = Path(out).absolute()
     limit = _limit_of(client)  # now, while every worker is up: a dying one leaves the scheduler's list
     finals, every, tiles, side = {}, [], {}, None
+    # What a stack's or a plane's result was built from (its plan, slices or tiles), let go of once the result is
+    # read: a future still held is one dask recomputes when its worker dies, and a stack's slices redone after
+    # its labels were written would segment them again and leave their saved copies behind.
+    built_from: dict = {}
     for item in (replace(i, path=Path(i.path).absolute()) for i in items):
         tag = f"{item.name}-{os.urandom(4).hex()}"
         n = slices.stack_slices(item, spec, out) if split == "slices" else 0
@@ -123,6 +127,7 @@ def run_on_cluster(client, items: list[Input], spec: JobSpec, out: Path, job: Ca
             parts = [client.submit(tile_job, plan, tile, tiling.plane_shape, tiling.halo, spec, retries=RETRIES,
                                    pure=False, key=f"tile-{tile.index[0]}.{tile.index[1]}-{tag}") for tile in tiling]
             tiles.update((part, (assembly, position)) for position, part in enumerate(parts))
+            built_from[assembly] = [plan, *parts]
             every += [plan, *parts]
             continue  # its Result comes from the assembly, once its tiles are back
         if n:
@@ -132,6 +137,7 @@ def run_on_cluster(client, items: list[Input], spec: JobSpec, out: Path, job: Ca
                      for z in range(n)]
             future = client.submit(slices.link_stack, plan, parts, spec, str(out), retries=RETRIES, pure=False,
                                    key=f"link-{tag}")
+            built_from[future] = [plan, *parts]
             every += [plan, *parts]
         else:
             future = client.submit(job, item, spec, str(out), None, retries=RETRIES, pure=False,
@@ -139,17 +145,28 @@ def run_on_cluster(client, items: list[Input], spec: JobSpec, out: Path, job: Ca
         finals[future] = item
         every.append(future)
     pending = set(every)
+    every = plan = parts = None  # from here on only ``pending``, ``finals``, ``tiles`` and ``built_from`` hold them
+
+    def let_go(done, whole) -> None:
+        for f in [done, *built_from.pop(whole, ())]:
+            pending.discard(f)
+            f.release()
+
     try:
         for future in as_completed([*finals, *tiles]):
             pending.discard(future)
             if future in tiles:
+                assembly = tiles[future][0]
                 result = _tile_came_back(future, *tiles[future], client, limit)
-                if result is None:
+                if result is None:  # its answer is taken: nothing to recompute if its worker dies now
+                    future.release()
                     continue
                 if result.status == "failed":  # the plane's other tiles are work for nothing
-                    client.cancel([f for f, (a, _) in tiles.items() if a is tiles[future][0] and f in pending])
+                    client.cancel([f for f, (a, _) in tiles.items() if a is assembly and f in pending])
+                let_go(future, assembly)
             else:
                 result = _result_of(future, finals[future], client, limit)
+                let_go(future, future)
             yield result
             if result.disk_full:
                 return
