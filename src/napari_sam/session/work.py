@@ -225,8 +225,9 @@ class DecodeTimer:
     candidates. Measured (vit_b, 512 px, 2-core CPUs): on an AVX512-BF16 Xeon
     20 ms per click on napari's thread, 29 ms in another thread and 55-67 ms
     while napari draws; on an AVX2-only EPYC under software OpenGL 33-60 ms on
-    napari's thread and 105-190 ms in the background, where the decoder's
-    threads share the two cores with the rasterizer's.
+    napari's thread and 105-190 ms in the background (then a new thread per
+    decode), where the decoder's threads share the two cores with the
+    rasterizer's.
 
     Only inline decodes are timed (a background one's time says more about
     napari's drawing than about the decoder). The first decode is inline, as
