@@ -5,7 +5,7 @@ import pytest
 
 from napari.components import ViewerModel
 
-from napari_sam.widgets.view_fit import WholeImageInView, camera_of, whole_in_view
+from napari_sam.widgets.view_fit import WholeImageInView, camera_of, shows_whole, whole_in_view
 
 # napari 0.5 keeps the canvas size in a private field with no event, so the re-fit cannot hear a resize there.
 _VIEWER_FIELDS = getattr(ViewerModel, "model_fields", None) or ViewerModel.__fields__
@@ -28,10 +28,6 @@ def set_canvas_size(viewer, hw) -> None:
         viewer.canvas.size = hw
     else:
         viewer._canvas_size = hw
-
-
-def shows_whole(viewer) -> bool:
-    return WholeImageInView(viewer)._shows_whole()
 
 
 def fitted_viewer(make_napari_viewer):

@@ -18,6 +18,7 @@ from ..session.gaps import find_gaps
 from ..session.tally import count
 from . import layers as L
 from .events import disconnect_quietly
+from .view_fit import camera_of
 
 ACCEPT_KEY = "k"  # free in napari's keymaps and ours (hub.py, link.py)
 
@@ -152,8 +153,7 @@ class SemiAutoRows:
         for axis, value in enumerate(world):  # the slice (and time point) the gap is on
             if axis + offset not in displayed:
                 viewer.dims.set_point(axis + offset, value)
-        camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera  # moved in napari 0.9
-        camera.center = tuple(world[[a - offset for a in displayed if a >= offset]])
+        camera_of(viewer).center = tuple(world[[a - offset for a in displayed if a >= offset]])
         self.dock.status.show_status(f"Gap {gap.rank} of {len(self.gaps)}: {gap.area} pixels, contrast "
                                      f"{gap.contrast:.2f}. Click the missing object with the annotator.")
         return gap

@@ -25,45 +25,39 @@ def whole_in_view(extent: np.ndarray, center, zoom: float, canvas_hw) -> bool:
     return bool(np.all(extent[0] >= centre - half - slack) and np.all(extent[1] <= centre + half + slack))
 
 
+def shows_whole(viewer, canvas_hw=None) -> bool:
+    """Whether every layer lies inside the canvas (of size ``canvas_hw``, default its own) at the camera's view."""
+    size = _canvas_size(viewer) if canvas_hw is None else tuple(canvas_hw)
+    camera = camera_of(viewer)
+    if len(viewer.layers) == 0 or viewer.dims.ndisplay != 2 or size is None or camera.zoom <= 0:
+        return False
+    displayed = list(viewer.dims.displayed)
+    world = np.asarray(viewer.layers.extent.world, dtype=float)[:, displayed]
+    step = np.asarray(viewer.layers.extent.step, dtype=float)[displayed]
+    extent = np.stack([world[0] - step / 2, world[1] + step / 2])  # pixel edges, as napari draws them
+    return whole_in_view(extent, camera.center, camera.zoom, size)
+
+
 class WholeImageInView:
-    """Re-fits ``viewer`` when its canvas shrinks under a view that showed everything (2D display only)."""
+    """Re-fits ``viewer`` when its canvas shrinks under a view that showed everything (2D display only).
+
+    A resize leaves napari's camera as it was, so "whole before" is the camera now at the previous size:
+    only that size is kept, and nothing runs while the user pans or zooms.
+    """
 
     def __init__(self, viewer) -> None:
         self.viewer = viewer
         self._resized = _canvas_resize_emitter(viewer)
-        self._was_whole = self._shows_whole()
-        for emitter in self._camera_emitters():
-            emitter.connect(self._remember)
+        self._size = _canvas_size(viewer)
         if self._resized is not None:
             self._resized.connect(self._on_canvas_resized)
 
-    def _camera_emitters(self) -> list:
-        camera = camera_of(self.viewer).events
-        return [camera.zoom, camera.center, self.viewer.layers.events.inserted, self.viewer.layers.events.removed]
-
-    def _shows_whole(self) -> bool:
-        viewer = self.viewer
-        size = _canvas_size(viewer)
-        camera = camera_of(viewer)
-        if len(viewer.layers) == 0 or viewer.dims.ndisplay != 2 or size is None or camera.zoom <= 0:
-            return False
-        displayed = list(viewer.dims.displayed)
-        world = np.asarray(viewer.layers.extent.world, dtype=float)[:, displayed]
-        step = np.asarray(viewer.layers.extent.step, dtype=float)[displayed]
-        extent = np.stack([world[0] - step / 2, world[1] + step / 2])  # pixel edges, as napari draws them
-        return whole_in_view(extent, camera.center, camera.zoom, size)
-
-    def _remember(self, event=None) -> None:
-        self._was_whole = self._shows_whole()
-
     def _on_canvas_resized(self, event=None) -> None:
-        if self._was_whole and not self._shows_whole():
+        before, self._size = self._size, _canvas_size(self.viewer)
+        if before is not None and shows_whole(self.viewer, before) and not shows_whole(self.viewer):
             self.viewer.reset_view()
-        self._remember()
 
     def close(self) -> None:
-        for emitter in self._camera_emitters():
-            disconnect_quietly(emitter, self._remember)
         if self._resized is not None:
             disconnect_quietly(self._resized, self._on_canvas_resized)
 
