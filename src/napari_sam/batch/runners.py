@@ -145,7 +145,6 @@ def run_on_cluster(client, items: list[Input], spec: JobSpec, out: Path, job: Ca
         finals[future] = item
         every.append(future)
     pending = set(every)
-    every = plan = parts = None  # from here on only ``pending``, ``finals``, ``tiles`` and ``built_from`` hold them
 
     def let_go(done, whole) -> None:
         for f in [done, *built_from.pop(whole, ())]:
