@@ -11,9 +11,11 @@ of work has its own :class:`Lane`, one job at a time:
 A lane runs its jobs in one worker thread of its own that stays for the
 lane's life (a one-worker ``concurrent.futures`` pool, not a Qt thread pool:
 Python waits for a running job when the program ends, so closing napari
-mid-embedding cannot crash the process). A thread per job cost each decode
-about 30 ms on a 2-core AVX2 CPU (vit_b: 64 ms against 35 inline; 42 ms in a
-thread that stays), its compute threads and buffers made anew each time.
+mid-embedding cannot crash the process). A thread per job made each decode
+slower, its compute threads and buffers made anew each time: on a 2-core AVX2
+CPU (vit_b, 512 px, ``benchmarks/bench_lane_thread.py``) 44-51 ms against
+40-41 ms in the lasting worker, and 55-59 against 36-54 ms with an embedding
+running beside (inline: 28-40 ms).
 What a job returns is handed to
 ``post(callback, value)``: the caller decides where callbacks run. The napari
 docks post into Qt's main thread (``widgets/tasks.py``); tests post into a
