@@ -35,7 +35,7 @@ from .status import HelpText, StatusLine, scrolling_body
 
 KEYS_HELP = """\
 Mouse (layer "SAM points", add mode): click = point on the object (green);
-Shift-click = background point (magenta). Layer "SAM boxes", rectangle mode: drag a box.
+Shift-click = background point (magenta). Select layer "SAM boxes" (hidden while empty), rectangle mode: drag a box.
 Keys (with a SAM layer selected): T toggle positive/negative points (and flip selected points),
 1 / 2 / 3 pick a candidate, C commit, Shift-C clear prompts, E edit the label selected in "SAM labels".
 Ctrl+Z / Ctrl+Shift+Z on "SAM labels" undo / redo a commit."""

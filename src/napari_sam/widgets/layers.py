@@ -161,6 +161,9 @@ def candidate_layers(viewer, image: Image) -> list[Labels]:
                 np.zeros(shape, dtype=np.uint8),
                 name=_free_name(viewer, f"{CANDIDATE_NAME} {k + 1}", image),
                 opacity=0.55,
+                # Shown when it first has a candidate (candidate_layers.show): napari re-slices each
+                # visible layer on every slider step, 3-5 ms per empty candidate layer here.
+                visible=False,
                 metadata=_tag(role, image),
                 **_geometry(image),
             )

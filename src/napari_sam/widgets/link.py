@@ -19,6 +19,7 @@ from . import candidate_layers
 from . import layers as L
 from . import prompt_layers as P
 from .events import disconnect_quietly
+from .idle_layers import HiddenWhileEmpty
 
 
 def planes_of(layer, axis_labels=None) -> ImagePlanes:
@@ -71,6 +72,7 @@ class ImageLink:
             viewer.layers.selection.active = self.points
         elif active is not None and active in viewer.layers:
             viewer.layers.selection.active = active
+        self._boxes_shown = HiddenWhileEmpty(viewer, self.boxes)
         self._show_current_slice()
 
     # ------------------------------------------------------------------ keys
@@ -229,6 +231,7 @@ class ImageLink:
             return
         self.closed = True
         self._slice_timer.stop()
+        self._boxes_shown.close()
         self.session.close()
         for layer, keys in self._bound:
             for key in keys:
