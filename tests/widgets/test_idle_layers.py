@@ -56,3 +56,16 @@ def test_closing_the_dock_shows_a_boxes_layer_it_hid(make_napari_viewer, qtbot, 
     assert boxes.visible
     viewer.layers.selection.active = image
     assert boxes.visible  # no longer looked after
+
+
+def test_the_boxes_layer_shows_when_selected_in_a_dock_napari_opened(make_napari_viewer, qtbot, _settle_annotators):
+    # napari hands a dock it opens a proxy of the viewer, whose layers are proxies of ours.
+    viewer = make_napari_viewer()
+    image = viewer.add_image(_stack())
+    _dock, w = viewer.window.add_plugin_dock_widget("napari-sam-annotator", "SAM Annotator")
+    w.set_image(image)
+    assert not w.boxes.visible
+    viewer.layers.selection.active = w.boxes
+    assert w.boxes.visible
+    viewer.layers.selection.active = image
+    assert not w.boxes.visible

@@ -30,7 +30,9 @@ class HiddenWhileEmpty:
         self.update()
 
     def _needed(self) -> bool:
-        return len(self.layer.data) > 0 or self.viewer.layers.selection.active is self.layer
+        # ==, not `is`: a dock napari opens gets a proxy of the viewer, whose layers are proxies
+        # that compare equal to the layer they wrap.
+        return len(self.layer.data) > 0 or self.viewer.layers.selection.active == self.layer
 
     def update(self, event=None) -> None:
         if not self.acting:
