@@ -21,7 +21,8 @@ class HiddenWhileEmpty:
 
     def __init__(self, viewer, layer) -> None:
         self.viewer, self.layer = viewer, layer
-        self.hidden_by_us = False
+        # While acting, only this keeper changes the layer's visibility (any other change ends the acting),
+        # so "hidden by us" is simply "acting and hidden".
         self.acting = layer.visible  # a layer the user already hid is theirs
         self._setting = False
         layer.events.data.connect(self.update)
@@ -38,12 +39,8 @@ class HiddenWhileEmpty:
         if not self.acting:
             return
         needed = self._needed()
-        if needed and self.hidden_by_us:
-            self._set_visible(True)
-            self.hidden_by_us = False
-        elif not needed and self.layer.visible:
-            self._set_visible(False)
-            self.hidden_by_us = True
+        if needed != self.layer.visible:
+            self._set_visible(needed)
 
     def _set_visible(self, visible: bool) -> None:
         self._setting = True
@@ -55,14 +52,12 @@ class HiddenWhileEmpty:
     def _on_visible(self, event=None) -> None:
         if not self._setting:  # the user's eye icon (or their script): their choice from now on
             self.acting = False
-            self.hidden_by_us = False
 
     def close(self) -> None:
         """Stop acting; a layer we hid is shown again (it is the user's to see once the dock is gone)."""
         disconnect_quietly(self.layer.events.data, self.update)
         disconnect_quietly(self.layer.events.visible, self._on_visible)
         disconnect_quietly(self.viewer.layers.selection.events.active, self.update)
-        if self.acting and self.hidden_by_us:
+        if self.acting and not self.layer.visible:
             self._set_visible(True)
         self.acting = False
-        self.hidden_by_us = False
